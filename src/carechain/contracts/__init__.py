@@ -1,0 +1,15 @@
+"""Deterministic contracts: kind → ``apply(state, tx, ctx)``, in an explicit registry."""
+
+from carechain.contracts import governance, identity
+from carechain.contracts.registry import ContractRegistry
+
+
+def default_contracts() -> ContractRegistry:
+    """The registry with every contract carechain ships."""
+    registry = ContractRegistry()
+    identity.register(registry)
+    governance.register(registry)
+    return registry
+
+
+__all__ = ["ContractRegistry", "default_contracts"]

@@ -1,0 +1,148 @@
+"""Governance: admission and removal of organisations by a majority vote of their admins.
+
+State::
+
+    gov/<proposal id> {"id", "action": "admit_org"|"remove_org", "org": {...} | "<org id>",
+                       "proposer", "votes": {"<org id>": true|false}, "status":
+                       "open"|"effected"|"rejected", "opened"}
+
+One vote per active organisation, cast by any of its admins; the proposer's organisation votes
+yes. The proposal takes effect in the block where yes votes exceed half of the active
+organisations (counted at that moment), and is rejected once that can no longer happen.
+The proposal id is the first 16 hex digits of the proposing transaction's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from carechain.contracts.identity import (
+    arg,
+    get_account,
+    get_org,
+    only_fields,
+    reject,
+    require_org_admin,
+    write_org,
+)
+from carechain.ledger.execute import TxContext
+from carechain.ledger.keys import node_state_key
+from carechain.ledger.state import Overlay
+from carechain.ledger.tx import SignedTx
+
+
+def _active_orgs(state: Overlay) -> list[str]:
+    index = state.get("gov/orgs")
+    return list(index) if isinstance(index, list) else []
+
+
+def _admin_org(state: Overlay, account: str) -> str:
+    acct = get_account(state, account)
+    org = acct.get("org")
+    if acct.get("role") != "admin" or not isinstance(org, str):
+        raise reject("unauthorized", f"{account} is not an organisation administrator")
+    require_org_admin(state, account, org)
+    return org
+
+
+def _tally(state: Overlay, prop: dict[str, Any], ctx: TxContext) -> None:
+    orgs = _active_orgs(state)
+    votes = {o: v for o, v in prop["votes"].items() if o in orgs}
+    yes = sum(1 for v in votes.values() if v)
+    no = sum(1 for v in votes.values() if not v)
+    if 2 * yes > len(orgs):
+        _effect(state, prop, ctx)
+        prop["status"] = "effected"
+    elif 2 * (len(orgs) - no) <= len(orgs):
+        prop["status"] = "rejected"
+    if prop["status"] != "open":
+        ctx.emit(f"governance.{prop['status']}", {"action": prop["action"], "proposal": prop["id"]})
+
+
+def _effect(state: Overlay, prop: Mapping[str, Any], ctx: TxContext) -> None:
+    orgs = _active_orgs(state)
+    if prop["action"] == "admit_org":
+        write_org(state, prop["org"], ctx.height)
+        _index_nodes(state, prop["org"])
+        state.put("gov/orgs", sorted([*orgs, prop["org"]["id"]]))
+    else:
+        org_id = prop["org"]
+        rec = dict(get_org(state, org_id))
+        rec["status"] = "removed"
+        state.put(f"org/{org_id}", rec)
+        state.put("gov/orgs", [o for o in orgs if o != org_id])
+        nodes = state.get(f"gov/nodes/{org_id}")
+        for kid in nodes if isinstance(nodes, list) else []:
+            node = state.get(node_state_key(kid))
+            if isinstance(node, Mapping):
+                state.put(node_state_key(kid), {**node, "status": "removed"})
+
+
+def propose(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
+    """``governance.propose@1``: ``{"action": "admit_org", "org": {...}}`` or
+    ``{"action": "remove_org", "org": "<id>"}``."""
+    args = tx.body.args
+    only_fields(args, {"action", "org"})
+    voter_org = _admin_org(state, tx.body.sender)
+    action = arg(args, "action", str)
+    if action == "admit_org":
+        org = arg(args, "org", Mapping)
+        probe = state.child()
+        write_org(probe, org, ctx.height)  # validate now; written again on effect
+    elif action == "remove_org":
+        get_org(state, arg(args, "org", str))
+    else:
+        raise reject("bad_args", "args.action must be admit_org or remove_org")
+    pid = tx.tx_id.hex()[:16]
+    prop: dict[str, Any] = {
+        "action": action, "id": pid, "opened": ctx.height, "org": args["org"],
+        "proposer": tx.body.sender, "status": "open", "votes": {voter_org: True},
+    }  # fmt: skip
+    ctx.emit("governance.proposed", {"action": action, "proposal": pid})
+    _tally(state, prop, ctx)
+    state.put(f"gov/{pid}", prop)
+
+
+def vote(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
+    """``governance.vote@1``: ``{"proposal": id, "approve": bool}``, one vote per org."""
+    args = tx.body.args
+    only_fields(args, {"proposal", "approve"})
+    voter_org = _admin_org(state, tx.body.sender)
+    pid = arg(args, "proposal", str)
+    raw = state.get(f"gov/{pid}") if pid.isalnum() else None
+    if not isinstance(raw, Mapping):
+        raise reject("unknown_proposal", f"proposal {pid} does not exist")
+    prop = dict(raw)
+    if prop["status"] != "open":
+        raise reject("proposal_closed", f"proposal {pid} is already {prop['status']}")
+    if voter_org in prop["votes"]:
+        raise reject("already_voted", f"organisation {voter_org} already voted on {pid}")
+    prop["votes"] = {**prop["votes"], voter_org: arg(args, "approve", bool)}
+    ctx.emit("governance.voted", {"org": voter_org, "proposal": pid})
+    _tally(state, prop, ctx)
+    state.put(f"gov/{pid}", prop)
+
+
+def apply_genesis(state: Overlay, doc: Mapping[str, Any]) -> None:
+    """Index the founding organisations and their node keys for vote counting."""
+    orgs = [o["id"] for o in doc["orgs"]]
+    state.put("gov/orgs", sorted(orgs))
+    for org in doc["orgs"]:
+        _index_nodes(state, org)
+
+
+def _index_nodes(state: Overlay, org: Mapping[str, Any]) -> None:
+    from carechain.contracts.identity import parse_keys
+
+    kids = [
+        parse_keys([{"alg": n["alg"], "pub": n["pub"]}], "node")[0][2] for n in org.get("nodes", [])
+    ]
+    state.put(f"gov/nodes/{org['id']}", kids)
+
+
+def register(registry: Any) -> None:
+    """Register the governance kinds."""
+    registry.register("governance.propose@1", propose)
+    registry.register("governance.vote@1", vote)
+    registry.on_genesis(apply_genesis)

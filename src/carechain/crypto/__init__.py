@@ -1,0 +1,1 @@
+"""Hashing, signature schemes (a closed registry), AEAD and the encrypted keystore."""

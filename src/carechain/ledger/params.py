@@ -1,0 +1,41 @@
+"""Chain parameters fixed by the genesis document (changed later only by governance)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from carechain.errors import ValidationError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainParams:
+    """Consensus parameters every node applies identically."""
+
+    block_max_txs: int = 2000
+    """Most transactions in one block."""
+    block_max_bytes: int = 8 * 1024 * 1024
+    """Most envelope bytes in one block."""
+    block_interval_ms: int = 100
+    """Longest a pending transaction waits before a block is cut."""
+    tx_window_ms: int = 10 * 60 * 1000
+    """A transaction's ``created`` must lie within ± this of its block's time."""
+    max_clock_skew_ms: int = 30 * 1000
+    """How far ahead of a node's clock a proposed block time may be."""
+
+    def to_json(self) -> dict[str, int]:
+        """As a JSON object."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> ChainParams:
+        """Parse, rejecting unknown fields and non-positive values."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(obj) - known
+        if unknown:
+            raise ValidationError(f"params: unknown field(s) {sorted(unknown)}")
+        for k, v in obj.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValidationError(f"params.{k}: want a positive integer")
+        return cls(**obj)

@@ -1,0 +1,225 @@
+"""``verify_chain``: recompute everything from genesis and name the first difference.
+
+For block 0 the stored header must equal the one computed from the genesis document. For every
+later block, in order (the first failing step names the block and field):
+
+1. ``header``: canonical and well-formed; ``height`` dense; ``chain`` equal to genesis;
+2. ``prev``: equals the previous header's hash;
+3. ``time``: not below the previous block's;
+4. ``signature``: a seal by ``proposer``, a node key registered in state, that verifies;
+5. ``envelopes[i]``: canonical and well-formed, never seen before (replay);
+6. ``envelopes[i].sigs``: every signature verifies against the key it names;
+7. rebuild the block (``build_block``) and compare ``txs``, ``tx_root``, ``receipts[i]``,
+   ``receipt_root``, ``log_size``, ``log_root``, ``state_root`` and finally the whole header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from carechain.crypto.hashing import Hash32
+from carechain.crypto.signatures import check_signature
+from carechain.encoding import b64u_decode
+from carechain.errors import ChainVerificationError, LedgerError
+from carechain.ledger.block import BlockHeader, parse_header, parse_seal, seal_signing_bytes
+from carechain.ledger.build import build_block
+from carechain.ledger.execute import ContractSet
+from carechain.ledger.genesis import Genesis
+from carechain.ledger.keys import SigCheck, node_state_key, resolve_sig_checks, run_sig_checks
+from carechain.ledger.tx import SignedTx, parse_envelope
+from carechain.merkle import CompactTree
+
+
+class BlockSource(Protocol):
+    """A stored block (``storage.StoredBlock`` satisfies it)."""
+
+    height: int
+    header: bytes
+    signature: bytes
+    envelopes: tuple[bytes, ...]
+    receipts: tuple[bytes, ...]
+
+
+SigRunner = Callable[[Sequence[list[SigCheck]]], list[bool]]
+"""Checks many transactions' signatures (possibly in parallel); one bool per transaction."""
+
+
+def sequential_sig_runner(batches: Sequence[list[SigCheck]]) -> list[bool]:
+    """Check signatures in this process."""
+    return [run_sig_checks(b) for b in batches]
+
+
+class DictState:
+    """A plain in-memory state, updated block by block during verification."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def find_state(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def apply(self, writes: Iterable[tuple[str, bytes | None]]) -> None:
+        for key, value in writes:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    """What a successful verification covered."""
+
+    blocks: int
+    """Blocks checked, genesis included."""
+    txs: int
+    """Transactions checked."""
+    head_hash: Hash32
+    """Hash of the last header."""
+    log_root: Hash32
+    """Log root after the last block."""
+    state: DictState
+    """The recomputed state (to compare with the stored one)."""
+
+
+def _fail(height: int, field: str, message: str) -> ChainVerificationError:
+    return ChainVerificationError(message, height=height, field=field)
+
+
+def _check_seal(state: DictState, header: BlockHeader, hash_: bytes, signature: bytes) -> None:
+    h = header.height
+    try:
+        seal = parse_seal(signature)
+    except LedgerError as exc:
+        raise _fail(h, "signature", str(exc)) from None
+    if seal.kid != header.proposer:
+        raise _fail(h, "signature", f"sealed by {seal.kid}, header names {header.proposer}")
+    raw = state.find_state(node_state_key(seal.kid))
+    if raw is None:
+        raise _fail(h, "signature", f"proposer {seal.kid} is not a registered node key")
+    rec = orjson.loads(raw)
+    if rec.get("status", "active") != "active" or rec["alg"] != seal.alg:
+        raise _fail(h, "signature", f"proposer key {seal.kid} is not active for {seal.alg}")
+    if not check_signature(seal.alg, b64u_decode(rec["pub"]), seal_signing_bytes(hash_), seal.sig):
+        raise _fail(h, "signature", "proposer signature does not verify")
+
+
+def verify_chain(
+    genesis: Genesis,
+    blocks: Iterable[BlockSource],
+    contracts: ContractSet,
+    *,
+    sig_runner: SigRunner = sequential_sig_runner,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Verify ``blocks`` (block 0 first) against ``genesis``; raise ChainVerificationError."""
+    from carechain.ledger.block import header_hash  # local: keeps the import list short
+
+    state = DictState()
+    log = CompactTree()
+    seen: set[bytes] = set()
+    prev: BlockHeader | None = None
+    prev_hash = Hash32(b"")
+    count = txs_total = 0
+    for stored in blocks:
+        h = count
+        if stored.height != h:
+            raise _fail(h, "height", f"got block {stored.height}, want {h}")
+        if h == 0:
+            if stored.header != genesis.header_bytes:
+                raise _fail(0, "header", "differs from the block 0 computed from genesis")
+            if stored.envelopes or stored.receipts:
+                raise _fail(0, "envelopes", "genesis block must hold no transactions")
+            state.apply(genesis.writes)
+            prev, prev_hash = genesis.header, genesis.hash
+            count += 1
+            continue
+        assert prev is not None
+        try:  # step 1
+            header = parse_header(stored.header)
+        except LedgerError as exc:
+            raise _fail(h, "header", str(exc)) from None
+        if header.height != h or header.chain != genesis.chain:
+            raise _fail(h, "header", f"names height {header.height} of chain {header.chain!r}")
+        if header.prev != prev_hash:  # step 2
+            raise _fail(h, "prev", "does not equal the previous header's hash")
+        if header.time < prev.time:  # step 3
+            raise _fail(h, "time", f"{header.time} is before the previous block's {prev.time}")
+        this_hash = header_hash(stored.header)
+        _check_seal(state, header, this_hash, stored.signature)  # step 4
+        if len(stored.receipts) != len(stored.envelopes):
+            raise _fail(
+                h, "receipts", f"{len(stored.receipts)} receipts for {len(stored.envelopes)} txs"
+            )
+        txs: list[SignedTx] = []
+        for i, raw in enumerate(stored.envelopes):  # step 5
+            try:
+                tx = parse_envelope(raw)
+            except LedgerError as exc:
+                raise _fail(h, f"envelopes[{i}]", str(exc)) from None
+            if tx.tx_id in seen:
+                raise _fail(h, f"envelopes[{i}]", f"replay of transaction {tx.tx_id.hex()}")
+            seen.add(tx.tx_id)
+            txs.append(tx)
+        batches = []
+        for i, tx in enumerate(txs):  # step 6
+            checks = resolve_sig_checks(tx, state)
+            if checks is None:
+                raise _fail(h, f"envelopes[{i}].sigs", "signed by a key unknown at this height")
+            batches.append(checks)
+        for i, ok in enumerate(sig_runner(batches)):
+            if not ok:
+                raise _fail(h, f"envelopes[{i}].sigs", "a signature does not verify")
+        built = build_block(  # step 7
+            state,
+            parent=prev,
+            parent_hash=prev_hash,
+            txs=txs,
+            time=header.time,
+            proposer=header.proposer,
+            seal=header.seal,
+            params=genesis.params,
+            contracts=contracts,
+            log=log,
+        )
+        _compare(h, header, built.header, built.receipts, stored.receipts)
+        if built.header_bytes != stored.header:
+            raise _fail(h, "header", "differs from the recomputed header")
+        state.apply(built.result.writes)
+        log = built.log
+        prev, prev_hash = header, this_hash
+        count += 1
+        txs_total += len(txs)
+        if progress is not None:
+            progress(h, len(txs))
+    if count == 0:
+        raise _fail(0, "header", "the chain has no genesis block")
+    return VerifyReport(
+        blocks=count, txs=txs_total, head_hash=prev_hash, log_root=Hash32(log.root()), state=state
+    )
+
+
+def _compare(
+    h: int,
+    got: BlockHeader,
+    want: BlockHeader,
+    want_receipts: Sequence[bytes],
+    got_receipts: Sequence[bytes],
+) -> None:
+    if got.txs != want.txs:
+        raise _fail(h, "txs", f"got {got.txs}, want {want.txs}")
+    if got.tx_root != want.tx_root:
+        raise _fail(h, "tx_root", f"got {got.tx_root.hex()}, want {want.tx_root.hex()}")
+    for i, (g, w) in enumerate(zip(got_receipts, want_receipts, strict=True)):
+        if g != w:
+            raise _fail(h, f"receipts[{i}]", "stored receipt differs from the recomputed one")
+    for name in ("receipt_root", "log_size", "log_root", "state_root"):
+        g, w = getattr(got, name), getattr(want, name)
+        if g != w:
+            gs = g.hex() if isinstance(g, bytes) else g
+            ws = w.hex() if isinstance(w, bytes) else w
+            raise _fail(h, name, f"got {gs}, want {ws}")

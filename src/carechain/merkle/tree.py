@@ -1,0 +1,252 @@
+"""An append-only RFC 9162 Merkle tree backed by stored complete-subtree nodes.
+
+Node ``(level, index)`` is the hash of the *complete* subtree over leaves
+``[index * 2^level, (index + 1) * 2^level)``; level 0 nodes are leaf hashes.
+
+Invariants:
+
+* A node is stored once its subtree is complete and never changes afterwards: the tree is
+  append-only, so every node of a tree of size ``n`` is also a node of every larger tree.
+  :class:`MemoryNodes` refuses to overwrite a node with a different hash.
+* ``CompactTree`` holds the size ``n`` and its frontier: the hashes of the complete
+  subtrees along the right edge, one per set bit of ``n``, largest (leftmost) first. That is
+  all the state needed to append and to compute the root (RFC 9162 §2.1.1 splits at the
+  largest power of two below ``n``, which is exactly the frontier's first subtree).
+* ``CompactTree.append`` returns every node that became complete, level 0 included, in
+  the order they were formed; persisting them all keeps the store in step with the tree.
+* The free functions read O(log n) stored nodes and never rebuild the tree: a subtree
+  ``D[a:b]`` that is not complete (only ever on the right edge) is combined from the
+  complete nodes that tile it, one per set bit of ``b - a``.
+* Nodes of a tree larger than the store are absent, so asking for a root or a proof of a
+  size the store has not reached raises :class:`~carechain.errors.NotFoundError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from carechain.errors import ConflictError, NotFoundError, ValidationError
+from carechain.merkle.proof import MAX_TREE_SIZE
+from carechain.merkle.rfc6962 import EMPTY_ROOT, HASH_SIZE, largest_power_of_two_below
+
+__all__ = [
+    "CompactTree",
+    "MemoryNodes",
+    "NodeReader",
+    "consistency_proof",
+    "inclusion_proof",
+    "root_at",
+]
+
+_NODE_SEED = hashlib.sha256(b"\x01")  # RFC 9162 §2.1.1 interior-node prefix, pre-absorbed
+
+
+class NodeReader(Protocol):
+    """Read access to stored complete-subtree hashes (storage implements this)."""
+
+    def get_merkle_node(self, level: int, index: int) -> bytes:
+        """Hash of node ``(level, index)``; raises ``NotFoundError`` if it is not stored."""
+        ...
+
+
+class MemoryNodes:
+    """A dict-backed :class:`NodeReader` (tests, caches, light clients)."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self) -> None:
+        self._nodes: dict[tuple[int, int], bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def get_merkle_node(self, level: int, index: int) -> bytes:
+        try:
+            return self._nodes[(level, index)]
+        except KeyError:
+            raise NotFoundError(
+                f"merkle node (level {level}, index {index}) is not stored"
+            ) from None
+
+    def put(self, level: int, index: int, hash: bytes) -> None:
+        """Store a node; a node is immutable once stored (append-only tree)."""
+        old = self._nodes.setdefault((level, index), hash)
+        if old != hash:
+            raise ConflictError(
+                f"merkle node (level {level}, index {index}): got {hash.hex()}, "
+                f"want the stored {old.hex()}"
+            )
+
+    def put_all(self, nodes: Iterable[tuple[int, int, bytes]]) -> None:
+        """Store every ``(level, index, hash)`` of ``nodes`` (e.g. from ``append``)."""
+        for level, index, hash in nodes:
+            self.put(level, index, hash)
+
+
+class CompactTree:
+    """Size plus right-edge frontier of an append-only Merkle tree (O(log n) state)."""
+
+    __slots__ = ("_frontier", "_size")
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._frontier: list[bytes] = []
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return self._size
+
+    @property
+    def frontier(self) -> tuple[bytes, ...]:
+        """Complete right-edge subtree hashes, largest first (one per set bit of size)."""
+        return tuple(self._frontier)
+
+    def copy(self) -> CompactTree:
+        """An independent copy (appending to it leaves this tree unchanged)."""
+        other = CompactTree()
+        other._size = self._size
+        other._frontier = self._frontier[:]
+        return other
+
+    @classmethod
+    def from_reader(cls, reader: NodeReader, size: int) -> CompactTree:
+        """Rebuild the tree of ``size`` from stored nodes, reading popcount(size) nodes."""
+        _check_size("tree size", size)
+        tree = cls()
+        tree._frontier = _tiling(reader, 0, size)
+        tree._size = size
+        return tree
+
+    def append(self, leaf_hashes: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+        """Append leaf hashes; return the new complete nodes ``(level, index, hash)``.
+
+        All-or-nothing: a leaf hash of the wrong length raises ``ValidationError`` and
+        leaves the tree unchanged.
+        """
+        size = self._size
+        if size + len(leaf_hashes) > MAX_TREE_SIZE:
+            raise ValidationError(f"tree size: got {size + len(leaf_hashes)}, want <= 2^64-1")
+        frontier = self._frontier[:]
+        pop, push = frontier.pop, frontier.append
+        new_nodes: list[tuple[int, int, bytes]] = []
+        emit = new_nodes.append
+        seed = _NODE_SEED.copy
+        for h in leaf_hashes:
+            if len(h) != HASH_SIZE:
+                raise ValidationError(f"leaf hash {size} length: got {len(h)}, want {HASH_SIZE}")
+            emit((0, size, h))
+            index, level = size, 0
+            while index & 1:  # a complete left sibling waits on the frontier: merge
+                hasher = seed()
+                hasher.update(pop())
+                hasher.update(h)
+                h = hasher.digest()  # HASH(0x01 || left || right), RFC 9162 §2.1.1
+                index >>= 1
+                level += 1
+                emit((level, index, h))
+            push(h)
+            size += 1
+        self._frontier = frontier
+        self._size = size
+        return new_nodes
+
+    def root(self) -> bytes:
+        """MTH of the current leaves (RFC 9162 §2.1.1)."""
+        return _fold(self._frontier)
+
+
+def root_at(reader: NodeReader, size: int) -> bytes:
+    """MTH(D[size]) from stored nodes, reading popcount(size) nodes."""
+    _check_size("tree size", size)
+    return _fold(_tiling(reader, 0, size))
+
+
+def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
+    """PATH(index, D[size]) (RFC 9162 §2.1.3.1) from O(log size) stored nodes."""
+    _check_size("tree size", size)
+    if not 0 <= index < size:
+        raise ValidationError(f"leaf index: got {index}, want 0 <= index < size {size}")
+    path: list[bytes] = []  # collected top-down, returned bottom-up
+    lo, n, m = 0, size, index  # current subtree D[lo:lo+n], leaf m inside it
+    while n > 1:
+        k = largest_power_of_two_below(n)
+        if m < k:  # PATH(m, D[0:k]) : MTH(D[k:n])
+            path.append(_range_hash(reader, lo + k, lo + n))
+            n = k
+        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
+            path.append(_complete(reader, lo, k))
+            lo, n, m = lo + k, n - k, m - k
+    path.reverse()
+    return path
+
+
+def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]:
+    """PROOF(size1, D[size2]) (RFC 9162 §2.1.4.1) from O(log size2) stored nodes.
+
+    Requires ``0 < size1 <= size2``; the proof for equal sizes is empty.
+    """
+    _check_size("size2", size2)
+    if not 0 < size1 <= size2:
+        raise ValidationError(f"size1: got {size1}, want 0 < size1 <= size2 {size2}")
+    proof: list[bytes] = []  # collected top-down, returned bottom-up
+    lo, n, m, b = 0, size2, size1, True  # SUBPROOF(m, D[lo:lo+n], b)
+    while m != n:
+        k = largest_power_of_two_below(n)
+        if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            proof.append(_range_hash(reader, lo + k, lo + n))
+            n = k
+        else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            proof.append(_complete(reader, lo, k))
+            lo, n, m, b = lo + k, n - k, m - k, False
+    if not b:  # SUBPROOF(m, D[m], false) = {MTH(D[m])}; D[m] is complete here
+        proof.append(_range_hash(reader, lo, lo + m))
+    proof.reverse()
+    return proof
+
+
+def _complete(reader: NodeReader, start: int, width: int) -> bytes:
+    """The stored hash of the complete subtree of ``width`` (a power of two) at ``start``."""
+    level = width.bit_length() - 1
+    return reader.get_merkle_node(level, start >> level)
+
+
+def _tiling(reader: NodeReader, start: int, end: int) -> list[bytes]:
+    """Hashes of the complete subtrees tiling ``[start, end)``, largest first.
+
+    ``start`` must be a multiple of a power of two >= ``end - start``, which holds for
+    every subtree of the RFC 9162 §2.1.1 recursion.
+    """
+    hashes: list[bytes] = []
+    width = end - start
+    for level in range(width.bit_length() - 1, -1, -1):
+        if (width >> level) & 1:
+            hashes.append(reader.get_merkle_node(level, start >> level))
+            start += 1 << level
+    return hashes
+
+
+def _range_hash(reader: NodeReader, start: int, end: int) -> bytes:
+    """MTH(D[start:end]) for a non-empty, aligned range, from its complete tiles."""
+    return _fold(_tiling(reader, start, end))
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    """Combine right-edge tiles, largest first, into one root (RFC 9162 §2.1.1).
+
+    MTH(D[n]) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n])) with k the largest tile, so the
+    root folds the tiles from the smallest (rightmost) up.
+    """
+    if not hashes:
+        return EMPTY_ROOT  # MTH({}) = HASH()
+    result = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        result = hashlib.sha256(b"\x01" + h + result).digest()
+    return result
+
+
+def _check_size(what: str, size: int) -> None:
+    if not 0 <= size <= MAX_TREE_SIZE:
+        raise ValidationError(f"{what}: got {size}, want 0 <= size <= 2^64-1")

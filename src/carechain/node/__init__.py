@@ -1,0 +1,1 @@
+"""The node: mempool, signature pipeline, block production, commit, queries."""

@@ -1,0 +1,412 @@
+"""The node: accept signed transactions, order them, execute, commit, acknowledge.
+
+Data flow (see docs/ARCHITECTURE.md)::
+
+    submit(raw envelopes)
+      1 parse strictly          → ValidationError (400/413/422)
+      2 chain, kind, window     → ValidationError
+      3 replay (store+mempool)  → DuplicateTransactionError (409)
+      4 resolve signer keys     → unknown / revoked / algorithm mismatch (4xx)
+      5 verify signatures       → SignatureError (process pool)
+      6 mempool (bounded)       → UnavailableError (503 + Retry-After)
+    producer thread: take → orderer.submit → orderer.read → build_block → seal → checkpoint
+      → ONE storage transaction → resolve the submitters' futures (acknowledgement)
+
+Invariants: a future resolves only after its block is durably committed; a commit failure is
+fatal (``on_fatal`` is called, the producer stops, pending futures fail, nothing more is
+acknowledged); a tx id is committed at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import orjson
+
+from carechain.contracts import ContractRegistry, default_contracts
+from carechain.crypto.signatures import PrivateKey
+from carechain.errors import (
+    AuthorizationError,
+    ConfigurationError,
+    DuplicateTransactionError,
+    LedgerError,
+    SignatureError,
+    UnavailableError,
+    ValidationError,
+)
+from carechain.ledger.block import BlockHeader, header_hash, parse_header, sign_header
+from carechain.ledger.build import BuiltBlock, build_block
+from carechain.ledger.genesis import Genesis
+from carechain.ledger.keys import SigCheck, key_state_key, resolve_sig_checks
+from carechain.ledger.tx import SignedTx, parse_envelope
+from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
+from carechain.node.mempool import Mempool, PendingTx
+from carechain.node.sigpool import SignatureVerifier
+from carechain.ordering import OrderedBatch, Orderer, SoloOrderer
+from carechain.storage import BlockCommit, LedgerStore, StoredBlock
+
+log = logging.getLogger("carechain.node")
+
+MAX_BATCH = 10_000
+
+
+def now_ms() -> int:
+    """Wall-clock time in Unix milliseconds (the node edge; never used by contracts)."""
+    return time.time_ns() // 1_000_000
+
+
+def frame_batch(raws: Sequence[bytes]) -> bytes:
+    """Length-prefixed concatenation of envelopes (the orderer's opaque payload)."""
+    return b"".join(struct.pack(">I", len(r)) + r for r in raws)
+
+
+def unframe_batch(payload: bytes) -> list[bytes]:
+    """Inverse of :func:`frame_batch`; a malformed tail is dropped deterministically."""
+    out, i = [], 0
+    while i + 4 <= len(payload):
+        (n,) = struct.unpack_from(">I", payload, i)
+        if i + 4 + n > len(payload):
+            break
+        out.append(payload[i + 4 : i + 4 + n])
+        i += 4 + n
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    """The newest committed block as the producer sees it."""
+
+    header: BlockHeader
+    """Its header."""
+    hash: bytes
+    """Its header hash."""
+    position: int
+    """Last orderer position it consumed."""
+
+
+class Node:
+    """One carechain node over a store, an orderer and a node key."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        genesis: Genesis,
+        node_key: PrivateKey,
+        *,
+        contracts: ContractRegistry | None = None,
+        orderer: Orderer | None = None,
+        verifier: SignatureVerifier | None = None,
+        mempool: Mempool | None = None,
+        clock: Callable[[], int] = now_ms,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.params = genesis.params
+        self.node_key = node_key
+        self.contracts = contracts or default_contracts()
+        self.verifier = verifier or SignatureVerifier()
+        self.mempool = mempool or Mempool()
+        self.clock = clock
+        self.on_fatal = on_fatal
+        self.failed: BaseException | None = None
+        self._inflight: dict[bytes, PendingTx] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[int], None]] = []
+        self.head = self._open_chain()
+        self.log = CompactTree.from_reader(store, self.head.header.log_size)
+        self.orderer = orderer or SoloOrderer(start=self.head.position)
+        self.started_at = time.monotonic()
+
+    # -- chain ------------------------------------------------------------------------
+    def _open_chain(self) -> Head:
+        stored_genesis = self.store.find_meta("genesis")
+        if stored_genesis is None:
+            self.store.put_meta("genesis", self.genesis.raw)
+        elif stored_genesis != self.genesis.raw:
+            raise ConfigurationError(
+                "this data directory holds another chain's genesis; use a fresh --dir"
+            )
+        if self.store.head_height() is None:
+            cp = Checkpoint(origin=self.genesis.origin, size=0, root=self.genesis.header.log_root)
+            self.store.commit_block(
+                BlockCommit(
+                    block=StoredBlock(
+                        height=0,
+                        header=self.genesis.header_bytes,
+                        signature=b"",
+                        envelopes=(),
+                        receipts=(),
+                    ),
+                    header_hash=self.genesis.hash,
+                    tx_ids=(),
+                    first_log_index=0,
+                    merkle_nodes=(),
+                    state_writes=self.genesis.writes,
+                    checkpoint=sign_checkpoint(cp, self.genesis.origin, self.node_key),
+                )
+            )
+        height = self.store.head_height()
+        assert height is not None
+        block = self.store.find_block(height)
+        assert block is not None
+        header = self.genesis.header if height == 0 else parse_header(block.header)
+        position = header.seal.get("to", 0)
+        return Head(
+            header=header,
+            hash=header_hash(block.header),
+            position=position if isinstance(position, int) else 0,
+        )
+
+    # -- submission -----------------------------------------------------------------------
+    def check_envelopes(self, raws: Sequence[bytes]) -> list[tuple[SignedTx, list[SigCheck]]]:
+        """Steps 1-4 of submission for a batch; raises naming the first bad transaction."""
+        if not raws:
+            raise ValidationError("no transactions given")
+        if len(raws) > MAX_BATCH:
+            raise ValidationError(f"a batch holds at most {MAX_BATCH} transactions")
+        now = self.clock()
+        out: list[tuple[SignedTx, list[SigCheck]]] = []
+        for i, raw in enumerate(raws):
+            where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
+            try:
+                out.append(self._check_one(raw, now))
+            except LedgerError as exc:
+                exc.message = f"{where}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+        ids = [tx.tx_id for tx, _ in out]
+        if len(set(ids)) != len(ids):
+            raise DuplicateTransactionError("the batch holds the same transaction twice")
+        for tx_id, seen in zip(ids, self.store.has_tx_ids(ids), strict=True):
+            if seen or self.mempool.contains(tx_id) or tx_id in self._inflight:
+                raise DuplicateTransactionError(
+                    f"transaction {tx_id.hex()} was already accepted (replay)"
+                )
+        return out
+
+    def _check_one(self, raw: bytes, now: int) -> tuple[SignedTx, list[SigCheck]]:
+        tx = parse_envelope(raw)  # step 1
+        body = tx.body
+        if body.chain != self.genesis.chain:  # step 2
+            raise ValidationError(
+                f"chain id {body.chain!r} does not match this chain {self.genesis.chain!r}",
+                code="wrong_chain",
+            )
+        if self.contracts.handler(body.kind) is None:
+            raise ValidationError(
+                f"unknown kind {body.kind!r}; known: {', '.join(self.contracts.kinds())}",
+                code="unknown_kind",
+            )
+        if abs(now - body.created) > self.params.tx_window_ms:
+            raise ValidationError(
+                f"created {body.created} is more than {self.params.tx_window_ms} ms from the "
+                f"node's time {now}; check the client's clock and re-sign",
+                code="outside_window",
+            )
+        for signer in body.signers:  # step 4
+            rec = self.store.find_state(key_state_key(signer.kid))
+            if rec is None:
+                continue
+            key = orjson.loads(rec)
+            if key["alg"] != signer.alg:
+                raise ValidationError(
+                    f"key {signer.kid} is a {key['alg']} key, the body claims {signer.alg}",
+                    code="algorithm_mismatch",
+                )
+            if key["status"] != "active":
+                raise AuthorizationError(
+                    f"key {signer.kid} was {key['status']} at block {key.get('revoked_at')}",
+                    code="revoked_key",
+                )
+        checks = resolve_sig_checks(tx, self.store)
+        if checks is None:
+            raise ValidationError(
+                "a signer's key is not registered on this chain (a key may sign once the "
+                "block registering it is committed)",
+                code="unknown_key",
+            )
+        return tx, checks
+
+    def submit(self, raws: Sequence[bytes]) -> list[PendingTx]:
+        """Check, verify and enqueue a batch (all or nothing); return futures to wait on."""
+        if self.failed is not None:
+            raise UnavailableError(
+                "the node stopped after a fatal error; restart it", retry_after=5
+            )
+        checked = self.check_envelopes(raws)
+        results = self.verifier.verify([checks for _, checks in checked])  # step 5
+        for i, ok in enumerate(results):
+            if not ok:
+                where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
+                raise SignatureError(f"{where}: a signature does not verify for the key it names")
+        with self._lock:
+            for tx, _ in checked:
+                if tx.tx_id in self._inflight:
+                    raise DuplicateTransactionError(
+                        f"transaction {tx.tx_id.hex()} is already pending"
+                    )
+            pending = self.mempool.add_many([tx for tx, _ in checked])  # step 6
+            for p in pending:
+                self._inflight[p.tx.tx_id] = p
+        return pending
+
+    def submit_and_wait(
+        self, raws: Sequence[bytes], timeout: float = 30.0
+    ) -> list[tuple[int, int]]:
+        """Submit and block until committed; returns ``(height, log_index)`` per tx."""
+        return [p.future.result(timeout) for p in self.submit(raws)]
+
+    # -- production ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the block producer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="carechain-producer", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop producing (pending transactions stay unacknowledged) and release resources."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.verifier.close()
+        self.orderer.close()
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(height)`` after each committed block."""
+        self._listeners.append(fn)
+
+    def _run(self) -> None:
+        interval = self.params.block_interval_ms / 1000
+        while not self._stop.is_set():
+            try:
+                if not self.mempool.nonempty.wait(0.05):
+                    continue
+                deadline = time.monotonic() + interval
+                while len(self.mempool) < self.params.block_max_txs and time.monotonic() < deadline:
+                    if self._stop.wait(0.002):
+                        break
+                self.produce_once()
+            except BaseException as exc:  # noqa: BLE001 - any failure here is fatal
+                self._fatal(exc)
+                return
+
+    def produce_once(self) -> None:
+        """Cut one batch from the mempool, order it and apply everything ordered since."""
+        pending = self.mempool.take(self.params.block_max_txs, self.params.block_max_bytes)
+        if pending:
+            self.orderer.submit(frame_batch([p.tx.raw for p in pending]))
+        for batch in self.orderer.read(self.head.position, timeout=5.0 if pending else 0.0):
+            self.apply_ordered(batch)
+
+    def apply_ordered(self, batch: OrderedBatch) -> None:
+        """Turn one ordered batch into a committed block (deterministic rule)."""
+        txs: list[SignedTx] = []
+        seen: set[bytes] = set()
+        unverified: list[tuple[SignedTx, list[SigCheck]]] = []
+        raws = unframe_batch(batch.payload)
+        for raw in raws:
+            try:
+                tx = parse_envelope(raw)
+            except LedgerError:
+                continue
+            if tx.tx_id in seen:
+                continue
+            seen.add(tx.tx_id)
+            txs.append(tx)
+        done = self.store.has_tx_ids([t.tx_id for t in txs])
+        txs = [t for t, d in zip(txs, done, strict=True) if not d]
+        with self._lock:
+            for tx in txs:
+                if tx.tx_id not in self._inflight:  # ordered by another node: verify here
+                    checks = resolve_sig_checks(tx, self.store)
+                    unverified.append((tx, checks or []))
+        if unverified:
+            bad = {
+                tx.tx_id
+                for (tx, checks), ok in zip(
+                    unverified, self.verifier.verify([c for _, c in unverified]), strict=True
+                )
+                if not ok or not checks
+            }
+            txs = [t for t in txs if t.tx_id not in bad]
+        if not txs:
+            self.head = Head(header=self.head.header, hash=self.head.hash, position=batch.position)
+            self.orderer.forget(batch.position)
+            return
+        time_ms = max(self.head.header.time, batch.timestamp)
+        built = build_block(
+            self.store,
+            parent=self.head.header,
+            parent_hash=self.head.hash,
+            txs=txs,
+            time=time_ms,
+            proposer=self.node_key.kid,
+            seal={"from": batch.position, "kind": self.orderer.kind, "to": batch.position},
+            params=self.params,
+            contracts=self.contracts,
+            log=self.log,
+        )
+        self._commit(built, txs)
+        self.orderer.forget(batch.position)
+        self.head = Head(header=built.header, hash=built.hash, position=batch.position)
+        self.log = built.log
+        first = built.header.log_size - len(txs)
+        with self._lock:
+            for i, tx in enumerate(txs):
+                p = self._inflight.pop(tx.tx_id, None)
+                if p is not None:
+                    p.future.set_result((built.header.height, first + i))
+        for fn in self._listeners:
+            fn(built.header.height)
+
+    def _commit(self, built: BuiltBlock, txs: Sequence[SignedTx]) -> None:
+        seal = sign_header(built.header_bytes, self.node_key)
+        cp = Checkpoint(
+            origin=self.genesis.origin, size=built.header.log_size, root=built.header.log_root
+        )
+        first = built.header.log_size - len(txs)
+        commit = BlockCommit(
+            block=StoredBlock(
+                height=built.header.height,
+                header=built.header_bytes,
+                signature=seal.to_bytes(),
+                envelopes=tuple(t.raw for t in txs),
+                receipts=built.receipts,
+            ),
+            header_hash=built.hash,
+            tx_ids=tuple(t.tx_id for t in txs),
+            first_log_index=first,
+            merkle_nodes=built.merkle_nodes,
+            state_writes=built.result.writes,
+            account_index=tuple((a, first + pos) for a, pos in built.result.touched),
+            checkpoint=sign_checkpoint(cp, self.genesis.origin, self.node_key),
+        )
+        self.store.commit_block(commit)  # raises InfrastructureError: fatal (see _run)
+
+    def _fatal(self, exc: BaseException) -> None:
+        self.failed = exc
+        log.critical("fatal: %s; the node stops and acknowledges nothing more", exc)
+        with self._lock:
+            for p in self._inflight.values():
+                if not p.future.done():
+                    p.future.set_exception(
+                        UnavailableError("the node stopped before committing this transaction")
+                    )
+            self._inflight.clear()
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+
+__all__ = ["Future", "Head", "Node", "PendingTx", "frame_batch", "now_ms", "unframe_batch"]

@@ -1,0 +1,1 @@
+"""Test support shipped with carechain: factories, simulators and conformance suites."""
