@@ -16,15 +16,27 @@ from carechain.testing.bench import run_bench
 
 def bench_command(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes for CI smoke runs.")] = False,
-    txs: Annotated[int | None, typer.Option(help="Transactions to ingest (default 50,000; quick 3,000).", min=100)] = None,
-    batch: Annotated[int, typer.Option(help="Transactions per submission.", min=1, max=10_000)] = 500,
+    txs: Annotated[
+        int | None,
+        typer.Option(help="Transactions to ingest (default 50,000; quick 3,000).", min=100),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(help="Transactions per submission.", min=1, max=10_000)
+    ] = 500,
     clients: Annotated[int, typer.Option(help="Concurrent submitting clients.", min=1, max=64)] = 2,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the JSON result here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the JSON result here.")
+    ] = None,
 ) -> None:
     """Measure this machine's floors, then the embedded node's committed tx/s, in one run."""
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("floors", total=1)
 
         def progress(step: str, done: int, total: int) -> None:
@@ -37,7 +49,9 @@ def bench_command(
     for name, value in result.floors.items():
         table.add_row(f"floor: {name}", f"{value:,.0f}")
     for name, value in result.workload.items():
-        table.add_row(f"ingest: {name}", f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+        table.add_row(
+            f"ingest: {name}", f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
+        )
     for name, value in result.ratios.items():
         table.add_row(f"ratio: {name}", f"{value:.3f}")
     Console().print(table)

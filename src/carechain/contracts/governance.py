@@ -113,7 +113,7 @@ def vote(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     raw = state.get(f"gov/{pid}") if pid.isalnum() else None
     if not isinstance(raw, Mapping):
         raise reject("unknown_proposal", f"proposal {pid} does not exist")
-    prop = dict(raw)
+    prop: dict[str, Any] = dict(raw)
     if prop["status"] != "open":
         raise reject("proposal_closed", f"proposal {pid} is already {prop['status']}")
     if voter_org in prop["votes"]:

@@ -98,7 +98,8 @@ class ContractRegistry:
             assert isinstance(rec, Mapping)
             if rec.get("status") != "active":
                 raise ContractError(
-                    f"key {signer.kid} is {rec.get('status')} (since block {rec.get('revoked_at')})",
+                    f"key {signer.kid} is {rec.get('status')} "
+                    f"(since block {rec.get('revoked_at')})",
                     code="revoked_key",
                 )
             if rec.get("alg") != signer.alg:

@@ -118,13 +118,13 @@ def parse_header(data: bytes) -> BlockHeader:
     obj = decode_canonical(data, limits=HEADER_LIMITS, what="header")
     if not isinstance(obj, Mapping) or set(obj) != set(_FIELDS):
         raise ValidationError(f"header: want exactly the fields {sorted(_FIELDS)}")
-    for name in ("chain", "proposer"):
-        if not isinstance(obj[name], str):
-            raise ValidationError(f"header.{name}: want a string")
-    if not isinstance(obj["seal"], Mapping):
+    chain, proposer, seal = obj["chain"], obj["proposer"], obj["seal"]
+    if not isinstance(chain, str) or not isinstance(proposer, str):
+        raise ValidationError("header.chain and header.proposer: want strings")
+    if not isinstance(seal, Mapping):
         raise ValidationError("header.seal: want an object")
     return BlockHeader(
-        chain=obj["chain"],
+        chain=chain,
         height=_int(obj, "height"),
         prev=_hash(obj, "prev"),
         time=_int(obj, "time"),
@@ -134,8 +134,8 @@ def parse_header(data: bytes) -> BlockHeader:
         log_size=_int(obj, "log_size"),
         log_root=_hash(obj, "log_root"),
         state_root=_hash(obj, "state_root"),
-        proposer=obj["proposer"],
-        seal=obj["seal"],
+        proposer=proposer,
+        seal=seal,
     )
 
 
@@ -160,9 +160,10 @@ def parse_seal(data: bytes) -> Seal:
     obj = decode_canonical(data, limits=HEADER_LIMITS, what="seal")
     if not isinstance(obj, Mapping) or set(obj) != {"alg", "kid", "sig"}:
         raise ValidationError("seal: want exactly the fields alg, kid, sig")
-    if not isinstance(obj["alg"], str) or not isinstance(obj["kid"], str):
-        raise ValidationError("seal: alg and kid must be strings")
-    return Seal(alg=obj["alg"], kid=obj["kid"], sig=b64u_decode(obj["sig"], what="seal.sig"))
+    alg, kid, sig = obj["alg"], obj["kid"], obj["sig"]
+    if not isinstance(alg, str) or not isinstance(kid, str) or not isinstance(sig, str):
+        raise ValidationError("seal: alg, kid and sig must be strings")
+    return Seal(alg=alg, kid=kid, sig=b64u_decode(sig, what="seal.sig"))
 
 
 def sign_header(header_bytes: bytes, key: PrivateKey) -> Seal:

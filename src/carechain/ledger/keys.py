@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from carechain.crypto.signatures import key_id, check_signature
+from carechain.crypto.signatures import check_signature, key_id
 from carechain.encoding import b64u_decode
 from carechain.ledger.state import StateReader
 from carechain.ledger.tx import SignedTx, signing_bytes

@@ -37,11 +37,16 @@ from carechain.merkle import CompactTree
 class BlockSource(Protocol):
     """A stored block (``storage.StoredBlock`` satisfies it)."""
 
-    height: int
-    header: bytes
-    signature: bytes
-    envelopes: tuple[bytes, ...]
-    receipts: tuple[bytes, ...]
+    @property
+    def height(self) -> int: ...
+    @property
+    def header(self) -> bytes: ...
+    @property
+    def signature(self) -> bytes: ...
+    @property
+    def envelopes(self) -> tuple[bytes, ...]: ...
+    @property
+    def receipts(self) -> tuple[bytes, ...]: ...
 
 
 SigRunner = Callable[[Sequence[list[SigCheck]]], list[bool]]

@@ -209,7 +209,9 @@ def open_node(root: Path, **kwargs: Any) -> Node:
     return node
 
 
-def new_tx(node_or_chain: Node | str, kind: str, sender: str, args: dict[str, Any], keys: list[PrivateKey]) -> SignedTx:
+def new_tx(
+    node_or_chain: Node | str, kind: str, sender: str, args: dict[str, Any], keys: list[PrivateKey]
+) -> SignedTx:
     """Build a fresh transaction (current time, random nonce)."""
     chain = node_or_chain if isinstance(node_or_chain, str) else node_or_chain.genesis.chain
     return make_tx(
@@ -234,17 +236,29 @@ def seed_demo(node: Node, ring: Keyring, password: bytes) -> list[DemoAccount]:
         ring.create(name, "ed25519", password, account=account)
         pub = ring.export_public(name)
         txs.append(
-            new_tx(node, "identity.register_member@1", f"{org}.admin", {
-                "account": account, "display": display, "keys": [{"alg": pub["alg"], "pub": pub["pub"]}],
-                "licence": licence, "org": org, "role": role,
-            }, [admin_key])  # fmt: skip
+            new_tx(
+                node,
+                "identity.register_member@1",
+                f"{org}.admin",
+                {
+                    "account": account,
+                    "display": display,
+                    "keys": [{"alg": pub["alg"], "pub": pub["pub"]}],
+                    "licence": licence,
+                    "org": org,
+                    "role": role,
+                },
+                [admin_key],
+            )
         )
         out.append(DemoAccount(name=name, account=account, role=role, org=org))
     for name, alg in (("patient-1", "ed25519"), ("patient-2", "ml-dsa-65")):
         tmp = ring.create(name, alg, password)
         account = patient_account_id(tmp.kid)
         key = ring.load(name, password)
-        txs.append(new_tx(node, "identity.register_patient@1", account, {"keys": [_key_json(key)]}, [key]))
+        txs.append(
+            new_tx(node, "identity.register_patient@1", account, {"keys": [_key_json(key)]}, [key])
+        )
         out.append(DemoAccount(name=name, account=account, role=f"patient ({alg})"))
     node.submit_and_wait([t.raw for t in txs])
     return out

@@ -298,7 +298,7 @@ class Node:
                     if self._stop.wait(0.002):
                         break
                 self.produce_once()
-            except BaseException as exc:  # noqa: BLE001 - any failure here is fatal
+            except BaseException as exc:
                 self._fatal(exc)
                 return
 

@@ -44,7 +44,9 @@ def note_verifiers(state: dict[str, bytes], origin: str) -> list[NoteVerifier]:
         if key.startswith("node/"):
             rec = orjson.loads(raw)
             out.append(
-                NoteVerifier(origin, PublicKeyRecord(alg=rec["alg"], public=b64u_decode(rec["pub"])))
+                NoteVerifier(
+                    origin, PublicKeyRecord(alg=rec["alg"], public=b64u_decode(rec["pub"]))
+                )
             )
     return out
 

@@ -104,10 +104,17 @@ class BenchResult:
 
     def to_json(self) -> dict[str, Any]:
         """As a JSON object."""
-        return {"floors": self.floors, "machine": self.machine, "ratios": self.ratios, "workload": self.workload}
+        return {
+            "floors": self.floors,
+            "machine": self.machine,
+            "ratios": self.ratios,
+            "workload": self.workload,
+        }
 
 
-def measure_floors(*, quick: bool, workdir: Path, progress: Progress | None = None) -> dict[str, float]:
+def measure_floors(
+    *, quick: bool, workdir: Path, progress: Progress | None = None
+) -> dict[str, float]:
     """The machine's floors for this run."""
     cores = os.cpu_count() or 1
     n = 5_000 if quick else 40_000
@@ -207,11 +214,19 @@ def run_ingest(
         "seconds": round(elapsed, 3),
         "committed_tx_per_s": committed / elapsed,
         "batch_latency_p50_ms": 1000 * statistics.median(latencies),
-        "batch_latency_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "batch_latency_p99_ms": 1000
+        * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
     }
 
 
-def run_bench(*, quick: bool, txs: int | None = None, batch: int = 500, clients: int = 2, progress: Progress | None = None) -> BenchResult:
+def run_bench(
+    *,
+    quick: bool,
+    txs: int | None = None,
+    batch: int = 500,
+    clients: int = 2,
+    progress: Progress | None = None,
+) -> BenchResult:
     """Floors, then the ingest workload; ratios against the floors of this run."""
     import platform
 
@@ -235,6 +250,7 @@ def run_bench(*, quick: bool, txs: int | None = None, batch: int = 500, clients:
     result.ratios = {
         "committed_per_allcore_verify": rate / result.floors["ed25519_verify_allcores"],
         "committed_per_1core_verify": rate / result.floors["ed25519_verify_1core"],
-        "allcore_per_1core_verify": result.floors["ed25519_verify_allcores"] / result.floors["ed25519_verify_1core"],
+        "allcore_per_1core_verify": result.floors["ed25519_verify_allcores"]
+        / result.floors["ed25519_verify_1core"],
     }
     return result

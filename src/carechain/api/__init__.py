@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): routes, problem+json errors, auth, metrics."""

@@ -1,0 +1,1 @@
+"""The Python SDK: build and sign transactions, submit, verify proofs against checkpoints."""

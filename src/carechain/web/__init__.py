@@ -1,0 +1,1 @@
+"""The explorer: server-rendered pages and the in-browser proof check."""
