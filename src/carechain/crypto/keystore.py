@@ -355,7 +355,7 @@ def resolve_password(
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ValidationError(f"password file {password_file} is not UTF-8 text") from None
-        text = text.removesuffix("\n").removesuffix("\r")
+        text = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
         if not text:
             raise ValidationError(f"password file {password_file} is empty")
         return _check_password(_normalise(text))

@@ -14,7 +14,9 @@ from carechain.merkle.checkpoint import (
     NoteVerifier,
     note_key_id,
     open_checkpoint,
+    open_note,
     sign_checkpoint,
+    sign_note,
 )
 from carechain.merkle.proof import root_from_inclusion, verify_consistency, verify_inclusion
 from carechain.merkle.rfc6962 import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
@@ -42,9 +44,11 @@ __all__ = [
     "node_hash",
     "note_key_id",
     "open_checkpoint",
+    "open_note",
     "root_at",
     "root_from_inclusion",
     "sign_checkpoint",
+    "sign_note",
     "verify_consistency",
     "verify_inclusion",
 ]

@@ -10,13 +10,14 @@ Invariants:
 
 * Signatures cover the note text exactly as received (final newline included, separating
   blank line excluded); nothing is re-serialised before verifying.
-* :func:`open_checkpoint` fails closed, with :class:`~carechain.errors.CheckpointError`
-  saying "got X, want Y": the note is at most ``MAX_NOTE_SIZE`` bytes of UTF-8 without
-  control characters other than newline; every signature line is well formed (even from
-  unknown keys); every signature from a trusted (name, key id) verifies; at least one
-  does; and only then is the text parsed strictly (origin equal to the expected one, size
-  in canonical decimal, a 32-byte root in canonical standard base64, non-empty extension
-  lines). Signature lines from unknown keys are otherwise ignored (C2SP signed-note).
+* :func:`open_note` and :func:`open_checkpoint` fail closed, with
+  :class:`~carechain.errors.CheckpointError` saying "got X, want Y": the note is at most
+  ``MAX_NOTE_SIZE`` bytes of UTF-8 without control characters other than newline; every
+  signature line is well formed (even from unknown keys); every signature from a trusted
+  (name, key id) verifies; at least one does; and only then does :func:`open_checkpoint`
+  parse the text strictly (origin equal to the expected one, size in canonical decimal, a
+  32-byte root in canonical standard base64, non-empty extension lines). Signature lines
+  from unknown keys are otherwise ignored (C2SP signed-note).
 * The key id is ``SHA-256(name || 0x0A || signature type || public key)[:4]``.
   Ed25519 uses type ``0x01`` (C2SP signed-note). C2SP assigns no type to plain ML-DSA-65
   note signatures (``0x06`` is the ML-DSA-44 *cosignature* of c2sp.org/tlog-cosignature,
@@ -36,6 +37,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from carechain.crypto.signatures import PrivateKey, PublicKeyRecord, check_signature
 from carechain.errors import CheckpointError, ValidationError
@@ -49,16 +51,20 @@ __all__ = [
     "NoteVerifier",
     "note_key_id",
     "open_checkpoint",
+    "open_note",
     "sign_checkpoint",
+    "sign_note",
 ]
 
 MAX_NOTE_SIZE = 16 * 1024
 """Largest signed note accepted or produced, in bytes."""
 
-NOTE_SIGNATURE_TYPES: Mapping[str, bytes] = {
-    "ed25519": b"\x01",  # C2SP signed-note "Ed25519 signatures"
-    "ml-dsa-65": b"\xff" + b"carechain/ml-dsa-65@1",  # C2SP signed-note 0xff escape
-}
+NOTE_SIGNATURE_TYPES: Mapping[str, bytes] = MappingProxyType(
+    {
+        "ed25519": b"\x01",  # C2SP signed-note "Ed25519 signatures"
+        "ml-dsa-65": b"\xff" + b"carechain/ml-dsa-65@1",  # C2SP signed-note 0xff escape
+    }
+)
 """Signature type identifier (key-id input) per registry algorithm id."""
 
 _SIG_PREFIX = "\u2014 "  # em dash, space (C2SP signed-note "Format")
@@ -124,30 +130,31 @@ def note_key_id(name: str, record: PublicKeyRecord) -> bytes:
     return hashlib.sha256(material).digest()[:4]
 
 
-def sign_checkpoint(cp: Checkpoint, name: str, private_key: PrivateKey) -> bytes:
-    """The signed note: ``cp.body()``, a blank line, one signature line by ``private_key``."""
+def sign_note(text: bytes, name: str, private_key: PrivateKey) -> bytes:
+    """A signed note: ``text``, a blank line, one signature line by ``private_key``.
+
+    ``text`` must be non-empty UTF-8 ending in a newline, without other control characters.
+    """
     _check_key_name(name)
-    body = cp.body()
+    _check_text(text)
     key_id = note_key_id(name, private_key.record)
-    signature = base64.b64encode(key_id + private_key.sign(body)).decode("ascii")
-    note = body + b"\n" + f"{_SIG_PREFIX}{name} {signature}\n".encode()
+    signature = base64.b64encode(key_id + private_key.sign(text)).decode("ascii")
+    note = text + b"\n" + f"{_SIG_PREFIX}{name} {signature}\n".encode()
     if len(note) > MAX_NOTE_SIZE:
         raise ValidationError(f"signed note size: got {len(note)}, want <= {MAX_NOTE_SIZE}")
     return note
 
 
-def open_checkpoint(
-    note: bytes,
-    trusted: Mapping[str, PublicKeyRecord] | Iterable[NoteVerifier],
-    origin: str,
-) -> Checkpoint:
-    """Verify a signed checkpoint note and return its checkpoint.
+def open_note(
+    note: bytes, trusted: Mapping[str, PublicKeyRecord] | Iterable[NoteVerifier]
+) -> bytes:
+    """Verify a signed note and return its text (C2SP signed-note).
 
     ``trusted`` maps key names to public keys, or lists :class:`NoteVerifier`\\ s (several
     keys may share a name, e.g. during rotation). Raises :class:`CheckpointError` unless
-    the note is well formed, signed by at least one trusted key, carries no failing
-    signature from a trusted key, and names ``origin``. A trusted key whose algorithm has no
-    note signature type raises :class:`ValidationError` (a configuration error).
+    the note is well formed, carries at least one signature from a trusted key and no
+    failing one. A trusted key whose algorithm has no note signature type raises
+    :class:`ValidationError` (a configuration error).
     """
     if isinstance(trusted, Mapping):
         verifiers = [NoteVerifier(name, record) for name, record in trusted.items()]
@@ -155,7 +162,25 @@ def open_checkpoint(
         verifiers = list(trusted)
     text, signatures = _split_note(note)
     _verify_signatures(text, signatures, verifiers)
-    return _parse_body(text, origin)
+    return text
+
+
+def sign_checkpoint(cp: Checkpoint, name: str, private_key: PrivateKey) -> bytes:
+    """The signed note of ``cp.body()`` with one signature line by ``private_key``."""
+    return sign_note(cp.body(), name, private_key)
+
+
+def open_checkpoint(
+    note: bytes,
+    trusted: Mapping[str, PublicKeyRecord] | Iterable[NoteVerifier],
+    origin: str,
+) -> Checkpoint:
+    """Verify a signed checkpoint note (see :func:`open_note`) and parse its text strictly.
+
+    Raises :class:`CheckpointError` for any failure, including an origin other than
+    ``origin``.
+    """
+    return _parse_body(open_note(note, trusted), origin)
 
 
 def _split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -252,6 +277,17 @@ def _b64std_decode(text: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return data if base64.b64encode(data).decode("ascii") == text else None
+
+
+def _check_text(text: bytes) -> None:
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"note text: got invalid UTF-8 at byte {exc.start}") from None
+    if not decoded.endswith("\n") or _CONTROL_RE.search(decoded):
+        raise ValidationError(
+            "note text: got no final newline or a control character, want UTF-8 lines"
+        )
 
 
 def _check_key_name(name: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -117,6 +118,22 @@ def _prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+class _ReaderSlot:
+    """One thread's reader connection, held in ``threading.local``."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: apsw.Connection) -> None:
+        self.conn = conn
+
+
+def _release_reader(readers: dict[int, apsw.Connection], key: int, conn: apsw.Connection) -> None:
+    """Forget and close a reader connection (from ``close`` or when its thread has ended)."""
+    readers.pop(key, None)
+    with contextlib.suppress(apsw.Error):  # closed concurrently by close() and a finalizer
+        conn.close()
+
+
 class SQLiteStore(LedgerStore):
     """A :class:`LedgerStore` in one SQLite file (WAL, ``synchronous=FULL``)."""
 
@@ -124,7 +141,7 @@ class SQLiteStore(LedgerStore):
         self.path = pathlib.Path(path)
         self._write_lock = threading.Lock()
         self._readers_lock = threading.Lock()
-        self._readers: list[apsw.Connection] = []
+        self._readers: dict[int, apsw.Connection] = {}
         self._local = threading.local()
         self._closed = False
         self._failed: str | None = None
@@ -137,6 +154,9 @@ class SQLiteStore(LedgerStore):
             self._apply_pragmas(self._writer)
             self._verify_safe_settings()
             self._create_schema()
+        except apsw.Error as exc:  # e.g. not a database, read-only or locked file
+            self._writer.close()
+            raise InfrastructureError(f"cannot open the ledger store {self.path}: {exc}") from exc
         except BaseException:
             self._writer.close()
             raise
@@ -229,17 +249,20 @@ class SQLiteStore(LedgerStore):
             raise InfrastructureError(f"the ledger store {self.path} is closed")
 
     def _reader(self) -> apsw.Connection:
-        conn: apsw.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        slot: _ReaderSlot | None = getattr(self._local, "slot", None)
+        if slot is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only=ON")
+            slot = _ReaderSlot(conn)
             with self._readers_lock:
                 if self._closed:
                     conn.close()
                     self._check_open()
-                self._readers.append(conn)
-            self._local.conn = conn
-        return conn
+                self._readers[id(slot)] = conn
+            # When the thread ends, its threading.local slot dies and the connection closes.
+            weakref.finalize(slot, _release_reader, self._readers, id(slot), conn)
+            self._local.slot = slot
+        return slot.conn
 
     def _rows(self, sql: str, bindings: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read to completion on this thread's reader connection."""
@@ -554,7 +577,8 @@ class SQLiteStore(LedgerStore):
             if self._closed:
                 return
             self._closed = True
-            for conn in self._readers:
-                conn.close()
+            readers = list(self._readers.values())
             self._readers.clear()
+            for conn in readers:
+                _release_reader({}, 0, conn)
             self._writer.close()

@@ -58,7 +58,7 @@ def merkle_positions(old_size: int, new_size: int) -> list[tuple[int, int]]:
     A node ``(level, j)`` covers leaves ``[j·2^level, (j+1)·2^level)``; it is new when that
     range ends inside ``(old_size, new_size]``.
     """
-    positions = []
+    positions: list[tuple[int, int]] = []
     level = 0
     while new_size >> level:
         positions.extend((level, j) for j in range(old_size >> level, new_size >> level))

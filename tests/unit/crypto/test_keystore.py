@@ -604,6 +604,7 @@ def test_password_file_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         (b"secret\n", b"secret"),
         (b"secret\r\n", b"secret"),
         (b"secret\n\n", b"secret\n"),
+        (b"secret\r", b"secret\r"),
         (b" spaced secret ", b" spaced secret "),
     ],
 )

@@ -130,7 +130,7 @@ H = leaf_hash(b"x")
         ((H, 0, 0, [], EMPTY_ROOT), "got 0, want 0 <= index < size 0"),
         ((H, 1, 1, [], H), "got 1, want 0 <= index < size 1"),
         ((H, -1, 1, [], H), "got -1, want 0 <= index"),
-        ((H, 0, 2**64, [H] * 64, H), "index < size 18446744073709551616 <= 2^64-1"),
+        ((H, 0, 2**64, [H] * 64, H), r"index < size 18446744073709551616 <= 2\^64-1"),
         ((H[:31], 0, 1, [], H), "leaf hash length: got 31, want 32"),
         ((H, 0, 1, [], H + b"\x00"), "root length: got 33, want 32"),
         ((H, 0, 2, [], H), "inclusion proof length for index 0 in size 2: got 0, want 1"),
@@ -158,7 +158,8 @@ def test_inclusion_errors_say_got_and_want(args: tuple[object, ...], message: st
         ((3, 4, [H, H, H[:5]], H, H), r"proof\[2\] length: got 5, want 32"),
         ((1, 2, [H], H[:12], H), "root1 length: got 12, want 32"),
         ((1, 2, [H], H, "x" * 32), "root2 length: got str, want 32"),
-        ((1, 2, [H], EMPTY_ROOT, H), f"calculated root1 {H.hex()}, want {EMPTY_ROOT.hex()}"),
+        ((1, 2, [H], H, H), f"calculated root2 [0-9a-f]{{64}}, want {H.hex()}"),
+        ((3, 4, [H, H, H], H, H), f"calculated root1 [0-9a-f]{{64}}, want {H.hex()}"),
     ],
 )
 def test_consistency_errors_say_got_and_want(args: tuple[object, ...], message: str) -> None:

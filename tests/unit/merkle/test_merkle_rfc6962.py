@@ -151,7 +151,9 @@ def test_reference_rejects_bad_arguments() -> None:
         reference_consistency_proof(LEAVES[:3], 4)
 
 
-@pytest.mark.parametrize(("n", "k"), [(2, 1), (3, 2), (4, 2), (5, 4), (8, 4), (9, 8), (2**40, 2**39)])
+@pytest.mark.parametrize(
+    ("n", "k"), [(2, 1), (3, 2), (4, 2), (5, 4), (8, 4), (9, 8), (2**40, 2**39)]
+)
 def test_largest_power_of_two_below(n: int, k: int) -> None:
     assert largest_power_of_two_below(n) == k
     with pytest.raises(ValueError, match="got n=1, want n > 1"):

@@ -70,7 +70,10 @@ def test_suite_catches_wrong_account_order() -> None:
 
 def test_suite_catches_state_model_mismatch() -> None:
     suite = TestMemoryStore()
-    steps = [(0, [1], {"a": b"1"}, False), (0, [1], {"b": b"2"}, False)]  # replay in step 2
+    steps: list[tuple[int, list[int], dict[str, bytes | None], bool]] = [
+        (0, [1], {"a": b"1"}, False),
+        (0, [1], {"b": b"2"}, False),  # a replay: must be rejected without writing "b"
+    ]
     with pytest.raises(AssertionError):
         suite._check_against_model(_WritesBeforeChecking(), steps)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import gc
 import pathlib
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import apsw
 import pytest
@@ -40,9 +41,9 @@ def db(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture
-def store(db: pathlib.Path) -> SQLiteStore:
+def store(db: pathlib.Path) -> Iterator[SQLiteStore]:
     store = SQLiteStore(db)
-    yield store  # type: ignore[misc]
+    yield store
     store.close()
 
 
@@ -118,6 +119,12 @@ def test_refuses_other_schema_version(db: pathlib.Path) -> None:
         SQLiteStore(db)
 
 
+def test_not_a_database_is_an_infrastructure_error(db: pathlib.Path) -> None:
+    db.write_bytes(b"this is not an SQLite file" * 200)
+    with pytest.raises(InfrastructureError, match="cannot open"):
+        SQLiteStore(db)
+
+
 def test_wal_and_synchronous_full_in_force(store: SQLiteStore, db: pathlib.Path) -> None:
     store.commit_block(make_block_commit(0, 0, 2))
     assert store._read_settings() == ("wal", 2, 1)
@@ -182,6 +189,23 @@ def test_readers_do_not_wait_for_an_open_write_transaction(
         writer.join(timeout=30)
     assert store.head_height() == 1
     assert store.find_block(1) == commits[1].block
+
+
+def test_each_thread_reads_through_its_own_connection_released_at_thread_end(
+    store: SQLiteStore,
+) -> None:
+    store.commit_block(make_block_commit(0, 0, 1))
+    assert store.head_height() == 0  # this thread's reader
+    heads: list[int | None] = []
+    threads = [threading.Thread(target=lambda: heads.append(store.head_height())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    del threads
+    gc.collect()
+    assert heads == [0] * 4
+    assert len(store._readers) == 1  # the four ended threads' connections were closed
 
 
 def test_an_open_read_transaction_does_not_block_the_writer(
@@ -275,7 +299,6 @@ def _commit_until_killed(db: pathlib.Path, acks: int, delay: float) -> int:
         [sys.executable, "-c", _CHILD, str(db), str(_TX_PER_BLOCK)],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     assert child.stdout is not None
     try:
@@ -324,10 +347,9 @@ def _check_prefix_of_complete_blocks(db: pathlib.Path, last_acked: int) -> int:
         store.close()
 
 
-@pytest.mark.slow
 def test_sigkill_mid_loop_leaves_a_prefix_of_complete_blocks(db: pathlib.Path) -> None:
     heads = []
-    for acks, delay in [(4, 0.0), (3, 0.013), (5, 0.0071)]:
+    for acks, delay in [(4, 0.0), (3, 0.013), (5, 0.0071), (2, 0.0023), (3, 0.0049)]:
         last = _commit_until_killed(db, acks, delay)
         heads.append(_check_prefix_of_complete_blocks(db, last))
-    assert heads == sorted(heads) and heads[-1] >= 11
+    assert heads == sorted(heads) and heads[-1] >= 16
