@@ -1,1 +1,1 @@
-"""The explorer: server-rendered pages and the in-browser proof check."""
+"""Web explorer: server-rendered pages over a node's ledger (see ``carechain.web.routes``)."""
