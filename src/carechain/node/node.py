@@ -43,7 +43,7 @@ from carechain.errors import (
 from carechain.ledger.block import BlockHeader, header_hash, parse_header, sign_header
 from carechain.ledger.build import BuiltBlock, build_block
 from carechain.ledger.genesis import Genesis
-from carechain.ledger.keys import SigCheck, key_state_key, resolve_sig_checks
+from carechain.ledger.keys import SigCheck, key_state_key, node_state_key, resolve_sig_checks
 from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
 from carechain.node.mempool import Mempool, PendingTx
@@ -345,6 +345,7 @@ class Node:
             self.head = Head(header=self.head.header, hash=self.head.hash, position=batch.position)
             self.orderer.forget(batch.position)
             return
+        self._check_can_seal()
         time_ms = max(self.head.header.time, batch.timestamp)
         built = build_block(
             self.store,
@@ -366,10 +367,28 @@ class Node:
         with self._lock:
             for i, tx in enumerate(txs):
                 p = self._inflight.pop(tx.tx_id, None)
-                if p is not None:
+                if p is not None and not p.future.done():
                     p.future.set_result((built.header.height, first + i))
         for fn in self._listeners:
             fn(built.header.height)
+
+    def _check_can_seal(self) -> None:
+        """Never seal a block ``verify_chain`` rejects: the node key must be an active node key.
+
+        (It stops being one when governance removes its organisation.) Raises
+        ConfigurationError, which is fatal: the node stops and acknowledges nothing more.
+        """
+        raw = self.store.find_state(node_state_key(self.node_key.kid))
+        rec = orjson.loads(raw) if raw is not None else None
+        if (
+            not isinstance(rec, dict)
+            or rec.get("status", "active") != "active"
+            or rec.get("alg") != self.node_key.alg
+        ):
+            raise ConfigurationError(
+                f"node key {self.node_key.kid} is not an active node key of this chain "
+                f"({'unregistered' if rec is None else rec.get('status')}); it cannot seal blocks"
+            )
 
     def _commit(self, built: BuiltBlock, txs: Sequence[SignedTx]) -> None:
         seal = sign_header(built.header_bytes, self.node_key)
