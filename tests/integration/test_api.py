@@ -307,17 +307,17 @@ def _created(offset_ms: int) -> Builder:
 
 
 BAD_INPUTS: dict[str, tuple[Builder, int, str]] = {
-    "malformed_json": (lambda n, k: b'{"body":"abc",', 400, "invalid"),
-    "empty_body": (lambda n, k: b"", 400, "invalid"),
+    "malformed_json": (lambda n, k: b'{"body":"abc",', 400, "malformed_json"),
+    "empty_body": (lambda n, k: b"", 400, "malformed_json"),
     "not_an_object": (lambda n, k: b"[]", 400, "invalid"),
-    "nan": (lambda n, k: b'{"body":NaN,"sigs":[]}', 400, "invalid"),
-    "whitespace": (lambda n, k: _good(n, k).raw.replace(b'":', b'": ', 1), 400, "invalid"),
-    "trailing_newline": (lambda n, k: _good(n, k).raw + b"\n", 400, "invalid"),
-    "unsorted_keys": (_unsorted, 400, "invalid"),
-    "duplicate_keys": (lambda n, k: _good(n, k).raw[:-1] + b',"sigs":[]}', 400, "invalid"),
-    "non_canonical_body": (_body_with_spaces, 400, "invalid"),
-    "unknown_body_field": (_unknown_body_field, 400, "invalid"),
-    "unknown_envelope_field": (_unknown_envelope_field, 400, "invalid"),
+    "nan": (lambda n, k: b'{"body":NaN,"sigs":[]}', 400, "malformed_json"),
+    "whitespace": (lambda n, k: _good(n, k).raw.replace(b'":', b'": ', 1), 400, "non_canonical"),
+    "trailing_newline": (lambda n, k: _good(n, k).raw + b"\n", 400, "non_canonical"),
+    "unsorted_keys": (_unsorted, 400, "non_canonical"),
+    "duplicate_keys": (lambda n, k: _good(n, k).raw[:-1] + b',"sigs":[]}', 400, "non_canonical"),
+    "non_canonical_body": (_body_with_spaces, 400, "non_canonical"),
+    "unknown_body_field": (_unknown_body_field, 400, "unknown_field"),
+    "unknown_envelope_field": (_unknown_envelope_field, 400, "unknown_field"),
     "unknown_kind": (
         lambda n, k: signed_body(_body(n, (g := generate_key()), kind="identity.fly@1"), [g]),
         400,
@@ -328,8 +328,8 @@ BAD_INPUTS: dict[str, tuple[Builder, int, str]] = {
         400,
         "wrong_chain",
     ),
-    "missing_signature": (lambda n, k: _sigs(n, k, lambda s: []), 400, "invalid"),
-    "extra_signature": (lambda n, k: _sigs(n, k, lambda s: s + s), 400, "invalid"),
+    "missing_signature": (lambda n, k: _sigs(n, k, lambda s: []), 400, "signature_count"),
+    "extra_signature": (lambda n, k: _sigs(n, k, lambda s: s + s), 400, "signature_count"),
     "signature_not_base64url": (
         lambda n, k: _good(n, k).raw.replace(b'"sigs":["', b'"sigs":["+', 1),
         400,
@@ -365,10 +365,10 @@ def test_bad_line_in_batch_rejects_the_whole_batch(client: TestClient, demo_node
     good = [patient_tx(demo_node)[0] for _ in range(2)]
     before = head(client)
     body = good[0].raw + b"\n" + b"{}\n" + good[1].raw + b"\n"
-    doc = assert_problem(post(client, body, NDJSON), 400, "invalid")
+    doc = assert_problem(post(client, body, NDJSON), 400, "missing_field")
     assert doc["detail"].startswith("transactions[1]:")
-    assert_problem(post(client, b"\n", NDJSON), 400, "invalid")  # an empty batch
-    assert_problem(post(client, good[0].raw + b"\n\n", NDJSON), 400, "invalid")  # blank line
+    assert_problem(post(client, b"\n", NDJSON), 400, "malformed_json")  # an empty batch
+    assert_problem(post(client, good[0].raw + b"\n\n", NDJSON), 400, "malformed_json")  # blank line
     assert head(client) == before
     for tx in good:
         assert client.get(f"/v1/transactions/{tx.tx_id.hex()}").status_code == 404

@@ -238,7 +238,7 @@ def test_metrics_and_health(client: TestClient, demo_node: Node) -> None:
     assert samples["carechain_log_size"] == 7
     assert samples["carechain_mempool_txs"] == 0
     assert samples["carechain_tx_submitted_total"] == 1
-    assert samples['carechain_tx_rejected_total{code="invalid"}'] == 1
+    assert samples['carechain_tx_rejected_total{code="malformed_json"}'] == 1
     assert samples['carechain_http_requests_total{route="/v1/transactions",status="200"}'] == 1
     assert samples['carechain_http_requests_total{route="/v1/transactions",status="400"}'] == 1
     assert samples['carechain_http_requests_total{route="/healthz",status="200"}'] == 1

@@ -60,16 +60,19 @@ def decode_canonical(
 ) -> JsonValue:
     """Decode ``data``, which must be canonical JSON of the restricted model."""
     if len(data) > limits.max_bytes:  # step 1
-        raise LimitExceededError(f"{what}: {len(data)} bytes exceeds the limit of {limits.max_bytes}")
+        raise LimitExceededError(
+            f"{what}: {len(data)} bytes exceeds the limit of {limits.max_bytes}"
+        )
     try:  # step 2
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"{what}: malformed JSON: {exc}") from exc
+        raise ValidationError(f"{what}: malformed JSON: {exc}", code="malformed_json") from exc
     validate_value(value, path=what)  # step 3
     _check_sizes(value, limits, what)  # step 4
     if canonical_bytes(value) != data:  # step 5
         raise ValidationError(
             f"{what}: not in RFC 8785 canonical form (sorted keys, no whitespace, "
-            "no duplicate keys, minimal escapes); re-encode it canonically before signing"
+            "no duplicate keys, minimal escapes); re-encode it canonically before signing",
+            code="non_canonical",
         )
     return value  # type: ignore[no-any-return]

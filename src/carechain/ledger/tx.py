@@ -50,9 +50,9 @@ MAX_ENVELOPE_BYTES = 256 * 1024
 ENVELOPE_LIMITS = Limits(max_bytes=MAX_ENVELOPE_BYTES, max_string=64 * 1024, max_items=1000)
 BODY_LIMITS = Limits(max_bytes=MAX_ENVELOPE_BYTES, max_string=16 * 1024, max_items=1000)
 
-ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9._:-]{1,63}$")
-KIND_RE = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)@([1-9][0-9]{0,2})$")
-KID_RE = re.compile(r"^[0-9a-f]{32}$")
+ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9._:-]{1,63}\Z")
+KIND_RE = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)@([1-9][0-9]{0,2})\Z")
+KID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 _BODY_FIELDS = frozenset({"args", "chain", "created", "kind", "nonce", "sender", "signers"})
 _ENVELOPE_FIELDS = frozenset({"body", "sigs"})
 
@@ -137,7 +137,7 @@ def compute_tx_id(body_bytes: bytes) -> TxId:
 
 def _field(obj: Mapping[str, Any], name: str, typ: type, what: str) -> Any:
     if name not in obj:
-        raise ValidationError(f"{what}: missing field {name!r}")
+        raise ValidationError(f"{what}: missing field {name!r}", code="missing_field")
     value = obj[name]
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise ValidationError(f"{what}.{name}: expected {typ.__name__}")
@@ -151,7 +151,7 @@ def parse_body(body_bytes: bytes) -> TxBody:
         raise ValidationError("body: expected a JSON object")
     unknown = set(obj) - _BODY_FIELDS
     if unknown:
-        raise ValidationError(f"body: unknown field(s) {sorted(unknown)}")
+        raise ValidationError(f"body: unknown field(s) {sorted(unknown)}", code="unknown_field")
     kind = _field(obj, "kind", str, "body")
     if not KIND_RE.match(kind):
         raise ValidationError(f"body.kind: {kind!r} is not 'contract.action@version'")
@@ -195,15 +195,19 @@ def parse_envelope(raw: bytes) -> SignedTx:
             f"envelope: {len(raw)} bytes exceeds the limit of {MAX_ENVELOPE_BYTES}"
         )
     obj = decode_canonical(raw, limits=ENVELOPE_LIMITS, what="envelope")
-    if not isinstance(obj, Mapping) or set(obj) != _ENVELOPE_FIELDS:
-        raise ValidationError("envelope: want exactly the fields 'body' and 'sigs'")
+    if not isinstance(obj, Mapping):
+        raise ValidationError("envelope: want a JSON object {body, sigs}")
+    if set(obj) != _ENVELOPE_FIELDS:
+        code = "unknown_field" if set(obj) - _ENVELOPE_FIELDS else "missing_field"
+        raise ValidationError("envelope: want exactly the fields 'body' and 'sigs'", code=code)
     body_bytes = b64u_decode(_field(obj, "body", str, "envelope"), what="envelope.body")
     body = parse_body(body_bytes)
     raw_sigs = _field(obj, "sigs", list, "envelope")
     if len(raw_sigs) != len(body.signers):
         raise ValidationError(
             f"envelope.sigs: got {len(raw_sigs)} signatures, want {len(body.signers)} "
-            "(one per body.signers entry)"
+            "(one per body.signers entry)",
+            code="signature_count",
         )
     sigs = tuple(
         b64u_decode(s, what=f"envelope.sigs[{i}]", max_bytes=8192) for i, s in enumerate(raw_sigs)
