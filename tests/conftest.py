@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from carechain.crypto.keystore import Keyring
-from carechain.node.chaindir import DEMO_PASSWORD, InitResult, init_chain, open_node
+from carechain.node.chaindir import DEMO_PASSWORD, ChainPaths, InitResult, init_chain, open_node
 from carechain.node.node import Node
+from carechain.testing.chain_driver import FAST_SCRYPT_N, Chain
 
-FAST_SCRYPT_N = 2**10
-"""Tests use a cheap scrypt cost; production keys use the keystore default."""
+
+@pytest.fixture(scope="session")
+def _demo_template(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
+    root = tmp_path_factory.mktemp("demo") / "chain"
+    return init_chain(root, demo=True, scrypt_n=FAST_SCRYPT_N)
 
 
 @pytest.fixture
-def demo_chain(tmp_path: Path) -> InitResult:
-    """A freshly initialised demo consortium (block 1 registers members and patients)."""
-    return init_chain(tmp_path / "chain", demo=True, scrypt_n=FAST_SCRYPT_N)
+def demo_chain(_demo_template: InitResult, tmp_path: Path) -> InitResult:
+    """A private copy of a demo consortium initialised once per session (block 1 registers
+    members and patients)."""
+    root = tmp_path / "chain"
+    shutil.copytree(_demo_template.paths.root, root)
+    return dataclasses.replace(_demo_template, paths=ChainPaths(root))
 
 
 @pytest.fixture
@@ -37,6 +46,12 @@ def demo_node(demo_chain: InitResult) -> Iterator[Node]:
 def demo_keys(demo_chain: InitResult) -> Keyring:
     """The demo keyring (password ``DEMO_PASSWORD``)."""
     return Keyring(demo_chain.paths.root, scrypt_n=FAST_SCRYPT_N)
+
+
+@pytest.fixture
+def chain(demo_node: Node, demo_keys: Keyring) -> Chain:
+    """A driver for real transactions on ``demo_node``."""
+    return Chain(demo_node, demo_keys)
 
 
 @pytest.fixture(autouse=True)

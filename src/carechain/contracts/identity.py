@@ -37,7 +37,7 @@ MEMBER_ROLES = (
     "practitioner", "researcher", "service",
 )  # fmt: skip
 MAX_KEYS = 4
-_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}\Z")
 
 
 # -- reusable permission checks ---------------------------------------------------------

@@ -34,6 +34,8 @@ from carechain.errors import ValidationError
 HEADER_TAG = "carechain/block-header@1"
 SEAL_TAG = "carechain/block-seal@1"
 HEADER_LIMITS = Limits(max_bytes=16 * 1024, max_string=4096, max_items=64)
+SEAL_LIMITS = Limits(max_bytes=16 * 1024, max_string=8192, max_items=8)
+"""A seal holds a whole signature: an ML-DSA-65 one is 4412 base64url characters."""
 _FIELDS = (
     "chain", "height", "prev", "time", "txs", "tx_root", "receipt_root",
     "log_size", "log_root", "state_root", "proposer", "seal",
@@ -157,7 +159,7 @@ class Seal:
 
 def parse_seal(data: bytes) -> Seal:
     """Parse stored seal bytes strictly."""
-    obj = decode_canonical(data, limits=HEADER_LIMITS, what="seal")
+    obj = decode_canonical(data, limits=SEAL_LIMITS, what="seal")
     if not isinstance(obj, Mapping) or set(obj) != {"alg", "kid", "sig"}:
         raise ValidationError("seal: want exactly the fields alg, kid, sig")
     alg, kid, sig = obj["alg"], obj["kid"], obj["sig"]

@@ -29,7 +29,7 @@ from carechain.merkle import CompactTree
 
 GENESIS_TAG = "carechain/genesis@1"
 GENESIS_LIMITS = Limits(max_bytes=4 * 1024 * 1024, max_string=16 * 1024, max_items=10_000)
-CHAIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+CHAIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 
 class GenesisApplier(Protocol):

@@ -139,6 +139,8 @@ def verify_chain(
                 raise _fail(0, "header", "differs from the block 0 computed from genesis")
             if stored.envelopes or stored.receipts:
                 raise _fail(0, "envelopes", "genesis block must hold no transactions")
+            if stored.signature:
+                raise _fail(0, "signature", "genesis block carries no signature")
             state.apply(genesis.writes)
             prev, prev_hash = genesis.header, genesis.hash
             count += 1

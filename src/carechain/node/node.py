@@ -112,7 +112,7 @@ class Node:
         self.node_key = node_key
         self.contracts = contracts or default_contracts()
         self.verifier = verifier or SignatureVerifier()
-        self.mempool = mempool or Mempool()
+        self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
         self.clock = clock
         self.on_fatal = on_fatal
         self.failed: BaseException | None = None
@@ -254,6 +254,10 @@ class Node:
                     raise DuplicateTransactionError(
                         f"transaction {tx.tx_id.hex()} is already pending"
                     )
+            # Committed since check_envelopes looked (the producer resolves under this lock):
+            # enqueued now, it would be dropped as done and its future would never resolve.
+            if any(self.store.has_tx_ids([tx.tx_id for tx, _ in checked])):
+                raise DuplicateTransactionError("the transaction was already accepted (replay)")
             pending = self.mempool.add_many([tx for tx, _ in checked])  # step 6
             for p in pending:
                 self._inflight[p.tx.tx_id] = p

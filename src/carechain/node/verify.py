@@ -6,7 +6,9 @@ After the chain itself verifies, the store's derived copies must agree with the 
    changed key);
 2. ``merkle_nodes``: the stored log nodes give the recomputed log root;
 3. ``checkpoint``: the newest stored checkpoint names the recomputed size and root and is
-   signed by a registered node key.
+   signed by a registered node key;
+4. ``block_index`` / ``tx_index``: every header hash and every transaction id (the replay
+   index) leads back to its block, position and log index.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from carechain.contracts import default_contracts
 from carechain.crypto.signatures import PublicKeyRecord
 from carechain.encoding import b64u_decode
 from carechain.errors import ChainVerificationError, LedgerError
+from carechain.ledger.block import header_hash
 from carechain.ledger.genesis import Genesis
+from carechain.ledger.tx import compute_tx_id
 from carechain.ledger.verify import VerifyReport, verify_chain
 from carechain.merkle import NoteVerifier, open_checkpoint, root_at
 from carechain.node.sigpool import SignatureVerifier
-from carechain.storage import LedgerStore
+from carechain.storage import LedgerStore, TxLocation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,4 +108,26 @@ def verify_store(
         raise ChainVerificationError(
             f"checkpoint names size {cp.size}, want {size}", height=head, field="checkpoint"
         )
+    _check_indexes(store)  # step 4
     return StoreReport(chain=report, state_keys=len(want))
+
+
+def _check_indexes(store: LedgerStore) -> None:
+    """Step 4 (after verify_chain accepted every envelope, so the bodies decode)."""
+    log_index = 0
+    for block in store.iter_blocks():
+        h = block.height
+        if store.find_height_by_hash(header_hash(block.header)) != h:
+            raise ChainVerificationError(
+                "the stored header hash does not lead to this block", height=h, field="block_index"
+            )
+        for position, raw in enumerate(block.envelopes):
+            tx_id = compute_tx_id(b64u_decode(orjson.loads(raw)["body"]))
+            want = TxLocation(height=h, position=position, log_index=log_index)
+            if store.find_tx(tx_id) != want:
+                raise ChainVerificationError(
+                    f"transaction {tx_id.hex()} is not indexed at {want}",
+                    height=h,
+                    field="tx_index",
+                )
+            log_index += 1
