@@ -48,6 +48,7 @@ from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
 from carechain.node.mempool import Mempool, PendingTx
 from carechain.node.sigpool import SignatureVerifier
+from carechain.node.statecache import StateCache
 from carechain.ordering import OrderedBatch, Orderer, SoloOrderer
 from carechain.storage import BlockCommit, LedgerStore, StoredBlock
 
@@ -107,6 +108,8 @@ class Node:
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.store = store
+        self.state = StateCache(store)
+        """Committed state, cached; updated by the producer right after each commit."""
         self.genesis = genesis
         self.params = genesis.params
         self.node_key = node_key
@@ -175,14 +178,28 @@ class Node:
             raise ValidationError(f"a batch holds at most {MAX_BATCH} transactions")
         now = self.clock()
         out: list[tuple[SignedTx, list[SigCheck]]] = []
-        for i, raw in enumerate(raws):
-            where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
-            try:
-                out.append(self._check_one(raw, now))
-            except LedgerError as exc:
-                exc.message = f"{where}: {exc.message}"
-                exc.args = (exc.message,)
-                raise
+        txs: list[SignedTx] = []
+        for step in ("parse", "check"):
+            for i, raw in enumerate(raws):
+                try:
+                    if step == "parse":
+                        txs.append(parse_envelope(raw))  # step 1
+                    else:
+                        out.append(self._check_one(txs[i], now))
+                except LedgerError as exc:
+                    where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
+                    exc.message = f"{where}: {exc.message}"
+                    exc.args = (exc.message,)
+                    raise
+            if step == "parse":  # one store read for every key the batch names
+                self.state.prefetch(
+                    key
+                    for tx in txs
+                    for key in (
+                        f"acct/{tx.body.sender}",
+                        *(key_state_key(s.kid) for s in tx.body.signers),
+                    )
+                )
         ids = [tx.tx_id for tx, _ in out]
         if len(set(ids)) != len(ids):
             raise DuplicateTransactionError("the batch holds the same transaction twice")
@@ -193,8 +210,7 @@ class Node:
                 )
         return out
 
-    def _check_one(self, raw: bytes, now: int) -> tuple[SignedTx, list[SigCheck]]:
-        tx = parse_envelope(raw)  # step 1
+    def _check_one(self, tx: SignedTx, now: int) -> tuple[SignedTx, list[SigCheck]]:
         body = tx.body
         if body.chain != self.genesis.chain:  # step 2
             raise ValidationError(
@@ -213,7 +229,7 @@ class Node:
                 code="outside_window",
             )
         for signer in body.signers:  # step 4
-            rec = self.store.find_state(key_state_key(signer.kid))
+            rec = self.state.find_state(key_state_key(signer.kid))
             if rec is None:
                 continue
             key = orjson.loads(rec)
@@ -227,7 +243,7 @@ class Node:
                     f"key {signer.kid} was {key['status']} at block {key.get('revoked_at')}",
                     code="revoked_key",
                 )
-        checks = resolve_sig_checks(tx, self.store)
+        checks = resolve_sig_checks(tx, self.state)
         if checks is None:
             raise ValidationError(
                 "a signer's key is not registered on this chain (a key may sign once the "
@@ -334,7 +350,7 @@ class Node:
         with self._lock:
             for tx in txs:
                 if tx.tx_id not in self._inflight:  # ordered by another node: verify here
-                    checks = resolve_sig_checks(tx, self.store)
+                    checks = resolve_sig_checks(tx, self.state)
                     unverified.append((tx, checks or []))
         if unverified:
             bad = {
@@ -352,7 +368,7 @@ class Node:
         self._check_can_seal()
         time_ms = max(self.head.header.time, batch.timestamp)
         built = build_block(
-            self.store,
+            self.state,
             parent=self.head.header,
             parent_hash=self.head.hash,
             txs=txs,
@@ -417,6 +433,7 @@ class Node:
             checkpoint=sign_checkpoint(cp, self.genesis.origin, self.node_key),
         )
         self.store.commit_block(commit)  # raises InfrastructureError: fatal (see _run)
+        self.state.apply(built.result.writes)
 
     def _fatal(self, exc: BaseException) -> None:
         self.failed = exc

@@ -1,10 +1,13 @@
 """Signature verification in a process pool sized to the cores: the CPU floor of the node.
 
 Small batches are verified in-process (a pool round trip costs more than a few signatures).
+Workers come from a ``forkserver``: forking the node itself would copy locks held by its
+other threads (SQLite readers, the producer) into the child and can deadlock it.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,8 +30,14 @@ class SignatureVerifier:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         return self._pool
+
+    def warm_up(self) -> None:
+        """Start the workers now rather than on the first large batch."""
+        if self.workers > 1:
+            list(self._get_pool().map(_verify_chunk, [[]] * self.workers))
 
     def verify(self, batches: Sequence[list[SigCheck]]) -> list[bool]:
         """One bool per transaction: do all its signatures verify?"""

@@ -128,6 +128,10 @@ class LedgerStore(ABC):
     def find_state(self, key: str) -> bytes | None:
         """Committed value of ``key``, or None."""
 
+    def find_states(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Committed values of ``keys`` (None where absent), in order; one read if possible."""
+        return [self.find_state(k) for k in keys]
+
     @abstractmethod
     def iter_state(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         """Committed ``(key, value)`` pairs whose key starts with ``prefix``, in key order."""

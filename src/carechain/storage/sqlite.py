@@ -400,6 +400,19 @@ class SQLiteStore(LedgerStore):
         rows = self._rows("SELECT value FROM state WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
+    def find_states(self, keys: Sequence[str]) -> list[bytes | None]:
+        found: dict[str, bytes] = {}
+        unique = sorted(set(keys))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in self._rows(
+                f"SELECT key, value FROM state WHERE key IN ({marks})",  # noqa: S608 - only marks
+                chunk,
+            ):
+                found[key] = value
+        return [found.get(k) for k in keys]
+
     def iter_state(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         # One statement run to completion: a consistent snapshot, no cursor left open.
         upper = _prefix_upper_bound(prefix)

@@ -173,6 +173,7 @@ def run_ingest(
     node = open_node(root)
     try:
         raws = presign(node.genesis.chain, txs, now_ms(), progress)
+        node.verifier.warm_up()
         batches = [raws[i : i + batch] for i in range(0, len(raws), batch)]
         latencies: list[float] = []
         lock = threading.Lock()

@@ -277,6 +277,9 @@ class StoreConformance:
         assert store.find_state("a/c") == b"new"
         assert store.find_state("z") == b""
         assert store.find_state("never") is None
+        probe = [*keys, "never", "a/c", "missing", "a/c"] + [f"k{i}" for i in range(1200)]
+        assert store.find_states(probe) == [model.get(k) for k in probe]
+        assert store.find_states([]) == []
 
     def test_merkle_nodes(self, store: LedgerStore) -> None:
         _commit_all(store, make_chain([3, 2, 0, 4]))  # log size 9
