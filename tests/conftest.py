@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from carechain.api.app import create_app
 from carechain.crypto.keystore import Keyring
 from carechain.node.chaindir import DEMO_PASSWORD, ChainPaths, InitResult, init_chain, open_node
 from carechain.node.node import Node
@@ -52,6 +57,27 @@ def demo_keys(demo_chain: InitResult) -> Keyring:
 def chain(demo_node: Node, demo_keys: Keyring) -> Chain:
     """A driver for real transactions on ``demo_node``."""
     return Chain(demo_node, demo_keys)
+
+
+@pytest.fixture
+def live_url(demo_node: Node, demo_chain: InitResult) -> Iterator[str]:
+    """The API and explorer of ``demo_node`` served by uvicorn on a free 127.0.0.1 port."""
+    app = create_app(demo_node, data_dir=demo_chain.paths.root)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 @pytest.fixture(autouse=True)

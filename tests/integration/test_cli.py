@@ -15,19 +15,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import apsw
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner, Result
 
-from carechain.api.app import create_app
 from carechain.cli.main import _on_fatal, app
 from carechain.client.trust import TrustStore, parse_genesis
 from carechain.contracts.identity import patient_account_id
@@ -36,7 +31,6 @@ from carechain.crypto.signatures import generate_key
 from carechain.encoding import b64u_encode
 from carechain.errors import LedgerError
 from carechain.node.chaindir import DEMO_PASSWORD, InitResult, init_chain, new_tx, open_node
-from carechain.node.node import Node
 
 FAST = ["--scrypt-n", "1024"]
 
@@ -255,26 +249,6 @@ def test_dir_from_environment(chain_dir: Path) -> None:
 
 
 # -- against a running node --------------------------------------------------------------------
-
-
-@pytest.fixture
-def live_url(demo_node: Node, demo_chain: InitResult) -> Iterator[str]:
-    app_ = create_app(demo_node, data_dir=demo_chain.paths.root)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def _new_patient(root: Path, name: str) -> tuple[str, dict[str, Any]]:

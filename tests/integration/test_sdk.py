@@ -6,14 +6,11 @@ server on 127.0.0.1 in a thread, as ``carechain node`` does.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from carechain.api.app import create_app
@@ -225,27 +222,6 @@ def test_block_zero_and_unknown_block(client: Client, demo_chain: InitResult) ->
         client.get_block(10_000)
     with pytest.raises(ValidationError):
         client.get_block(-1)
-
-
-@pytest.fixture
-def live_url(demo_node: Node, demo_chain: InitResult) -> Iterator[str]:
-    app = create_app(demo_node, data_dir=demo_chain.paths.root)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def test_over_real_http(live_url: str, demo_chain: InitResult) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from carechain.crypto.signatures import PublicKeyRecord, get_scheme
-from carechain.encoding import b64u_decode, decode_canonical
+from carechain.encoding import b64u_decode
 from carechain.errors import (
     CheckpointError,
     InfrastructureError,
@@ -46,7 +46,7 @@ from carechain.errors import (
     ValidationError,
     VerificationError,
 )
-from carechain.ledger.genesis import CHAIN_RE, GENESIS_LIMITS, genesis_hash
+from carechain.ledger.genesis import genesis_hash, read_genesis_document
 from carechain.merkle import EMPTY_ROOT, Checkpoint, NoteVerifier, open_checkpoint
 from carechain.merkle.proof import verify_consistency
 
@@ -95,15 +95,7 @@ def parse_genesis(raw: bytes) -> TrustRoot:
     Only what the client needs is checked here (chain, origin, node keys); the organisations'
     full validation is the node's (``ledger.genesis.load_genesis``).
     """
-    doc = decode_canonical(raw, limits=GENESIS_LIMITS, what="genesis")
-    if not isinstance(doc, Mapping):
-        raise ValidationError("genesis: want a JSON object")
-    chain = doc.get("chain")
-    if not isinstance(chain, str) or not CHAIN_RE.match(chain):
-        raise ValidationError("genesis.chain: want a chain id (a-z 0-9 . _ -, up to 64)")
-    origin = doc.get("origin", f"carechain.local/{chain}")
-    if not isinstance(origin, str) or not origin or "\n" in origin or not origin.isprintable():
-        raise ValidationError("genesis.origin: want one printable line")
+    doc, chain, origin = read_genesis_document(raw)
     orgs = doc.get("orgs")
     if not isinstance(orgs, list):
         raise ValidationError("genesis.orgs: want a list of organisations")

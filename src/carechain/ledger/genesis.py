@@ -69,8 +69,11 @@ def genesis_hash(raw: bytes) -> Hash32:
     return tagged_hash(GENESIS_TAG, raw)
 
 
-def load_genesis(raw: bytes, contracts: GenesisApplier) -> Genesis:
-    """Parse a canonical genesis document and compute block 0."""
+def read_genesis_document(raw: bytes) -> tuple[Mapping[str, Any], str, str]:
+    """Decode a genesis document strictly: ``(doc, chain id, checkpoint origin)``.
+
+    Checks the envelope of the document only; the organisations are the contracts' to check.
+    """
     doc = decode_canonical(raw, limits=GENESIS_LIMITS, what="genesis")
     if not isinstance(doc, Mapping):
         raise ValidationError("genesis: want a JSON object")
@@ -83,6 +86,12 @@ def load_genesis(raw: bytes, contracts: GenesisApplier) -> Genesis:
     origin = doc.get("origin", f"carechain.local/{chain}")
     if not isinstance(origin, str) or not origin or "\n" in origin or not origin.isprintable():
         raise ValidationError("genesis.origin: want one printable line")
+    return doc, chain, origin
+
+
+def load_genesis(raw: bytes, contracts: GenesisApplier) -> Genesis:
+    """Parse a canonical genesis document and compute block 0."""
+    doc, chain, origin = read_genesis_document(raw)
     time = doc.get("time")
     if isinstance(time, bool) or not isinstance(time, int) or time < 0:
         raise ValidationError("genesis.time: want Unix milliseconds")
