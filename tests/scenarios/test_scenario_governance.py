@@ -125,8 +125,23 @@ def test_a_removed_org_cannot_be_removed_again_nor_readmitted_by_id(chain: Chain
     assert chain.run1(propose(chain, "seoul-general", readmit)).code == "duplicate_org"
 
 
-def test_removing_the_nodes_own_organisation_stops_the_node_cleanly(chain: Chain) -> None:
-    """The node's key is removed with its organisation: it must not seal a block verify rejects."""
+def test_removing_the_last_organisation_with_a_node_is_refused(chain: Chain) -> None:
+    """seoul-general runs the demo's only node: removing it would leave nobody to seal."""
+    height = chain.height()
+    out = chain.run1(propose(chain, H, {"action": "remove_org", "org": "seoul-general"}))
+    assert (out.ok, out.code) == (False, "last_node")
+    assert chain.node.failed is None and chain.height() == height + 1
+    chain.verify()
+
+
+def test_a_node_whose_key_was_removed_stops_cleanly(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: should a contract ever remove the node's key (simulated by disabling
+    the last-node rule), the node must not seal a block verify rejects."""
+    import carechain.contracts.governance as governance
+
+    monkeypatch.setattr(governance, "_require_another_node", lambda state, org_id: None)
     _, statuses = run_proposal(
         chain, {"action": "remove_org", "org": "seoul-general"}, [(H, True), (N, True)]
     )

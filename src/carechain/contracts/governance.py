@@ -60,6 +60,24 @@ def _tally(state: Overlay, prop: dict[str, Any], ctx: TxContext) -> None:
         ctx.emit(f"governance.{prop['status']}", {"action": prop["action"], "proposal": prop["id"]})
 
 
+def _require_another_node(state: Overlay, org_id: str) -> None:
+    """Reject removing ``org_id`` when no other active organisation runs an active node:
+    the chain would have nobody left to seal blocks."""
+    for other in _active_orgs(state):
+        if other == org_id:
+            continue
+        kids = state.get(f"gov/nodes/{other}")
+        for kid in kids if isinstance(kids, list) else []:
+            node = state.get(node_state_key(str(kid)))
+            if isinstance(node, Mapping) and node.get("status") == "active":
+                return
+    raise reject(
+        "last_node",
+        f"removing {org_id} would leave no active node to seal blocks; admit another "
+        "organisation with a node first",
+    )
+
+
 def _effect(state: Overlay, prop: Mapping[str, Any], ctx: TxContext) -> None:
     orgs = _active_orgs(state)
     if prop["action"] == "admit_org":
@@ -68,6 +86,7 @@ def _effect(state: Overlay, prop: Mapping[str, Any], ctx: TxContext) -> None:
         state.put("gov/orgs", sorted([*orgs, prop["org"]["id"]]))
     else:
         org_id = prop["org"]
+        _require_another_node(state, org_id)
         rec = dict(get_org(state, org_id))
         rec["status"] = "removed"
         state.put(f"org/{org_id}", rec)
@@ -91,7 +110,9 @@ def propose(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
         probe = state.child()
         write_org(probe, org, ctx.height)  # validate now; written again on effect
     elif action == "remove_org":
-        get_org(state, arg(args, "org", str))
+        org_id = arg(args, "org", str)
+        get_org(state, org_id)
+        _require_another_node(state, org_id)
     else:
         raise reject("bad_args", "args.action must be admit_org or remove_org")
     pid = tx.tx_id.hex()[:16]

@@ -44,7 +44,7 @@ from carechain.ledger.block import BlockHeader, header_hash, parse_header, sign_
 from carechain.ledger.build import BuiltBlock, build_block
 from carechain.ledger.genesis import Genesis
 from carechain.ledger.keys import SigCheck, key_state_key, node_state_key, resolve_sig_checks
-from carechain.ledger.tx import SignedTx, parse_envelope
+from carechain.ledger.tx import SignedTx, TxId, parse_envelope
 from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
 from carechain.node.mempool import Mempool, PendingTx
 from carechain.node.sigpool import SignatureVerifier
@@ -191,7 +191,9 @@ class Node:
                     exc.message = f"{where}: {exc.message}"
                     exc.args = (exc.message,)
                     raise
-            if step == "parse":  # one store read for every key the batch names
+            if step == "parse":
+                self._check_replay([tx.tx_id for tx in txs])  # step 3
+                # one store read for every account and key the batch names
                 self.state.prefetch(
                     key
                     for tx in txs
@@ -200,7 +202,9 @@ class Node:
                         *(key_state_key(s.kid) for s in tx.body.signers),
                     )
                 )
-        ids = [tx.tx_id for tx, _ in out]
+        return out
+
+    def _check_replay(self, ids: list[TxId]) -> None:
         if len(set(ids)) != len(ids):
             raise DuplicateTransactionError("the batch holds the same transaction twice")
         for tx_id, seen in zip(ids, self.store.has_tx_ids(ids), strict=True):
@@ -208,7 +212,6 @@ class Node:
                 raise DuplicateTransactionError(
                     f"transaction {tx_id.hex()} was already accepted (replay)"
                 )
-        return out
 
     def _check_one(self, tx: SignedTx, now: int) -> tuple[SignedTx, list[SigCheck]]:
         body = tx.body

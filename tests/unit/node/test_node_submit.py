@@ -226,3 +226,21 @@ def test_a_copy_checked_just_before_the_original_commits_is_still_a_replay(
         chain.node.submit([raw])
     assert len(chain.node.mempool) == 0 and not chain.node._inflight
     assert chain.height() == height
+
+
+def test_replay_is_reported_as_replay_even_after_its_key_was_revoked(chain: Chain) -> None:
+    """Step 3 (replay) comes before step 4 (keys): a replayed tx is a replay, whatever its key."""
+    from carechain.crypto.signatures import generate_key
+    from carechain.errors import DuplicateTransactionError
+
+    member_key = generate_key()
+    assert chain.run1(chain.register_member("seoul-general", "seoul-general.temp", member_key)).ok
+    own = chain.tx(
+        "identity.revoke_key@1",
+        "seoul-general.temp",
+        {"kid": member_key.kid, "reason": "leaving"},
+        [member_key],
+    )
+    assert chain.run1(own).ok
+    with pytest.raises(DuplicateTransactionError):
+        chain.node.submit([own.raw])
