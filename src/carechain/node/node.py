@@ -120,6 +120,8 @@ class Node:
         self.on_fatal = on_fatal
         self.failed: BaseException | None = None
         self._inflight: dict[bytes, PendingTx] = {}
+        self._parsed: dict[bytes, SignedTx] = {}
+        """Envelopes this node parsed at submission, by raw bytes (spares a re-parse)."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -280,6 +282,7 @@ class Node:
             pending = self.mempool.add_many([tx for tx, _ in checked])  # step 6
             for p in pending:
                 self._inflight[p.tx.tx_id] = p
+                self._parsed[p.tx.raw] = p.tx
         return pending
 
     def submit_and_wait(
@@ -340,8 +343,9 @@ class Node:
         unverified: list[tuple[SignedTx, list[SigCheck]]] = []
         raws = unframe_batch(batch.payload)
         for raw in raws:
+            parsed = self._parsed.pop(raw, None)
             try:
-                tx = parse_envelope(raw)
+                tx = parsed if parsed is not None else parse_envelope(raw)
             except LedgerError:
                 continue
             if tx.tx_id in seen:
@@ -448,6 +452,7 @@ class Node:
                         UnavailableError("the node stopped before committing this transaction")
                     )
             self._inflight.clear()
+            self._parsed.clear()
         if self.on_fatal is not None:
             self.on_fatal(exc)
 
