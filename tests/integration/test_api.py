@@ -8,6 +8,7 @@ changing nothing committed (head height, log size) and leaving nothing pending.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -469,7 +470,12 @@ def test_blocks_list_and_detail(client: TestClient, demo_node: Node) -> None:
     assert [b["height"] for b in page["blocks"]] == [head_height - 1, head_height - 2]
     genesis = client.get("/v1/blocks/0").json()
     assert genesis["seal"] is None and genesis["transactions"] == []
-    assert genesis["hash"] == client.get("/v1/chain").json()["genesis_hash"]
+    chain_info = client.get("/v1/chain").json()
+    assert genesis["hash"] == chain_info["block0_hash"]
+    assert (
+        chain_info["genesis_sha256"]
+        == hashlib.sha256(client.get("/v1/genesis").content).hexdigest()
+    )
     top = client.get(f"/v1/blocks/{head_height}").json()
     assert top["hash"] == listing["blocks"][0]["hash"]
     assert base64.urlsafe_b64decode(top["header_b64"] + "==") == canonical_bytes(top["header"])

@@ -7,6 +7,7 @@ served by uvicorn on 127.0.0.1 in a thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from carechain.client.trust import TrustStore, parse_genesis
 from carechain.contracts.identity import patient_account_id
 from carechain.crypto.keystore import Keyring
 from carechain.crypto.signatures import generate_key
-from carechain.encoding import b64u_encode
+from carechain.encoding import b64u_encode, canonical_bytes
 from carechain.errors import LedgerError
 from carechain.node.chaindir import DEMO_PASSWORD, InitResult, init_chain, new_tx, open_node
 
@@ -79,7 +80,8 @@ def test_init_demo_prints_the_chain_and_accounts(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "carechain-demo" in out and str(root.resolve()) in out.replace("\n", "")
-    assert re.search(r"genesis hash\s+[0-9a-f]{64}", out)
+    digest = hashlib.sha256((root / "genesis.json").read_bytes()).hexdigest()
+    assert re.search(rf"genesis SHA-256 {digest}", out)
     assert "password of every demo key: demo" in out
     for name in ("seoul-general-admin", "dr-kim", "ph-lee", "patient-1", "patient-2"):
         assert name in out
@@ -348,6 +350,26 @@ def test_proof_failures_are_precise(live_url: str, demo_chain: InitResult, tmp_p
                  str(other.paths.genesis))  # fmt: skip
     assert result.exit_code != 0
     assert "Traceback" not in result.output
+
+
+def test_proof_refuses_a_pinned_genesis_the_node_does_not_serve(
+    live_url: str, demo_chain: InitResult, tmp_path: Path
+) -> None:
+    """A genesis pinned with --genesis must be the one the node serves, even for a proof that
+    would otherwise verify (the node keys could be the same)."""
+    doc = json.loads(demo_chain.genesis.raw)
+    doc["orgs"][0]["name"] = "Some Other Hospital"
+    fake = tmp_path / "fake-genesis.json"
+    fake.write_bytes(canonical_bytes(doc))
+    tx_id = run("block", "show", "1", "--url", live_url, "--json")
+    first = json.loads(tx_id.stdout)["transactions"][0]["tx_id"]
+    pinned_ok = run("proof", "inclusion", first, "--url", live_url, "--genesis",
+                    str(demo_chain.paths.genesis))  # fmt: skip
+    assert pinned_ok.exit_code == 0, pinned_ok.output  # negative control
+    assert_fails(run("proof", "inclusion", first, "--url", live_url, "--genesis", str(fake)),
+                 6, "genesis mismatch")  # fmt: skip
+    unpinned = run("proof", "inclusion", first, "--url", live_url)
+    assert unpinned.exit_code == 0 and "pin it with --genesis" in unpinned.output
 
 
 def test_proof_refuses_a_tampered_trust_file(live_url: str, tmp_path: Path) -> None:

@@ -401,3 +401,19 @@ def test_explorer_pages_are_not_in_the_openapi_schema(client: TestClient) -> Non
     assert not {"/", "/blocks", "/blocks/{height}", "/tx/{tx_id}", "/accounts/{account}"} & set(
         paths
     )
+
+
+def test_api_reference_is_self_contained(demo_node: Node) -> None:
+    """/docs renders every OpenAPI operation without any external asset (offline networks)."""
+    from carechain.api.app import create_app
+
+    client = TestClient(create_app(demo_node))
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    spec = client.get("/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for method in item:
+            assert f"<code>{method.upper()}</code> <code>{path}</code>" in html
+    assert "cdn." not in html and "https://" not in html.split("<body", 1)[1].split("</footer>")[0]
+    assert client.get("/redoc").status_code == 404

@@ -6,6 +6,7 @@ server on 127.0.0.1 in a thread, as ``carechain node`` does.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_trust_root_is_the_served_genesis(client: Client, demo_chain: InitResult
     assert client.root.origin == demo_chain.genesis.origin
     info = client.chain_info()
     assert info.chain == client.chain
-    assert info.genesis_hash == demo_chain.genesis.hash.hex()
+    assert info.block0_hash == demo_chain.genesis.hash.hex()
+    assert info.genesis_sha256 == hashlib.sha256(demo_chain.genesis.raw).hexdigest()
 
 
 def test_build_submit_wait_prove(client: Client) -> None:

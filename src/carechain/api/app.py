@@ -65,6 +65,10 @@ def create_app(node: Node, *, data_dir: Path | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        # Swagger UI and ReDoc load from a CDN that hospital networks often block; /docs is
+        # rendered by carechain.web from /openapi.json instead.
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = Metrics()
     app.state.node = node

@@ -9,6 +9,7 @@ the committed range raises :class:`~carechain.errors.ValidationError` (400).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -108,7 +109,8 @@ def chain_info(node: Node) -> schemas.ChainInfo:
     return schemas.ChainInfo(
         chain=node.genesis.chain,
         origin=node.genesis.origin,
-        genesis_hash=node.genesis.hash.hex(),
+        genesis_sha256=hashlib.sha256(node.genesis.raw).hexdigest(),
+        block0_hash=node.genesis.hash.hex(),
         height=head_height(node),
         log_size=node.store.log_size(),
         node_keys=keys,

@@ -209,7 +209,10 @@ class ChainInfo(BaseModel):
 
     chain: str
     origin: str = Field(description="Checkpoint origin line; the signed-note key name.")
-    genesis_hash: str = Field(description="Header hash of block 0.")
+    genesis_sha256: str = Field(
+        description="SHA-256 of the genesis document bytes (check with `sha256sum genesis.json`)."
+    )
+    block0_hash: str = Field(description="Header hash of block 0.")
     height: int
     log_size: int
     node_keys: list[NodeKey]

@@ -8,6 +8,7 @@ test of a live node.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,7 @@ class Demo:
         self.say("Trust root: the genesis document")
         root = c.check_genesis()
         self.fact(f"chain {root.chain}, checkpoint origin {root.origin}")
-        self.fact(f"genesis hash {root.hash.hex()}")
+        self.fact(f"genesis.json SHA-256 {hashlib.sha256(root.raw).hexdigest()}")
         for k in root.node_keys:
             self.fact(f"node key of {k.org}: {k.record.alg} {k.record.kid}")
         first = c.checkpoint()
@@ -121,7 +122,9 @@ class Demo:
         events = [e.get("kind") for e in rec.receipt.get("events", []) if isinstance(e, dict)]
         status, code = rec.receipt.get("status"), rec.receipt.get("code")
         self.fact(f"receipt: {status} ({code}), events {events}")
-        self.fact(f"envelope of {len(rec.envelope)} bytes hashes to the transaction id")
+        self.fact(
+            f"envelope of {len(rec.envelope)} bytes: its signed body hashes to the transaction id"
+        )
         self.proves("the node returned exactly the bytes the patient signed")
 
         self.say("Prove inclusion against a signed checkpoint")

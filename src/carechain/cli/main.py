@@ -9,6 +9,7 @@ message with a non-zero exit code (see :mod:`carechain.cli.common`), never a tra
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -34,7 +35,7 @@ from carechain.cli.tx import block_app, tx_app
 from carechain.contracts.identity import ORG_ROLES, patient_account_id
 from carechain.crypto.keystore import PASSWORD_ENV, KeyFileInfo, Keyring, resolve_password
 from carechain.errors import ConflictError, LedgerError, NotFoundError, ValidationError
-from carechain.ledger.genesis import CHAIN_RE, genesis_hash
+from carechain.ledger.genesis import CHAIN_RE
 from carechain.ledger.tx import validate_account_id
 from carechain.node.chaindir import (
     DEMO_CHAIN,
@@ -195,7 +196,10 @@ def _print_init(result: InitResult, demo_password: bool) -> None:
     out.print(f"  data dir        {escape(str(result.paths.root.resolve()))}")
     out.print(f"  chain id        {escape(g.chain)}")
     out.print(f"  origin          {escape(g.origin)}")
-    out.print(f"  genesis hash    {genesis_hash(g.raw).hex()}  (of genesis.json: share it)")
+    out.print(
+        f"  genesis SHA-256 {hashlib.sha256(g.raw).hexdigest()}  "
+        "(share genesis.json; anyone checks it with sha256sum)"
+    )
     out.print(f"  block 0 hash    {g.hash.hex()}")
     out.print(f"  genesis time    {fmt_time(g.header.time)}")
     ring = Keyring(result.paths.root)

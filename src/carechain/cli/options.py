@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from carechain.client import Client
 from carechain.client.client import URL_ENV, default_url
@@ -66,7 +67,19 @@ def make_client(url: str, *, genesis: Path | None = None, trust_file: Path | Non
             raw = genesis.read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"genesis file {genesis} does not exist") from None
-    return Client(url, genesis=raw, trust_file=trust_file)
+    client = Client(url, genesis=raw, trust_file=trust_file)
+    if raw is not None:
+        try:
+            client.check_genesis()  # the node must serve the chain the user pinned
+        except BaseException:
+            client.close()
+            raise
+    else:
+        Console(stderr=True, soft_wrap=True).print(
+            "[yellow]note:[/yellow] the trust root (genesis) is fetched from this node itself; "
+            "pin it with --genesis FILE obtained out of band"
+        )
+    return client
 
 
 @contextmanager

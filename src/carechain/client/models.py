@@ -290,8 +290,10 @@ class ChainInfo:
     """Chain id."""
     origin: str
     """Checkpoint origin."""
-    genesis_hash: str
-    """Genesis hash as reported (hex)."""
+    genesis_sha256: str
+    """SHA-256 of the genesis document as reported (hex)."""
+    block0_hash: str
+    """Header hash of block 0 as reported (hex)."""
     height: int
     """Head height."""
     log_size: int
@@ -306,7 +308,8 @@ def parse_chain_info(obj: Any) -> ChainInfo:
     return ChainInfo(
         chain=get_field(obj, "chain", str, "chain", err),
         origin=get_field(obj, "origin", str, "chain", err),
-        genesis_hash=get_field(obj, "genesis_hash", str, "chain", err),
+        genesis_sha256=get_field(obj, "genesis_sha256", str, "chain", err),
+        block0_hash=get_field(obj, "block0_hash", str, "chain", err),
         height=get_field(obj, "height", int, "chain", err),
         log_size=get_field(obj, "log_size", int, "chain", err),
         raw=obj,

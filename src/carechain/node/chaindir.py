@@ -7,10 +7,12 @@ Layout of ``DIR`` (default ``./carechain-data``, or ``$CARECHAIN_DIR``)::
     keys/<name>.key.json  encrypted key files (scrypt + AES-256-GCM); ``node`` is the node key
     secrets/node.pass     password of the node key (0600) so the node starts unattended
     node.json             node settings: {"node_key": "node", "origin": ...}
+    node.lock             held by the running node (a second node on this directory is refused)
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets as _secrets
 from collections.abc import Callable
@@ -53,6 +55,10 @@ class ChainPaths:
     @property
     def node_password(self) -> Path:
         return self.root / "secrets" / "node.pass"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "node.lock"
 
     @property
     def config(self) -> Path:
@@ -196,15 +202,49 @@ def load_node_key(root: Path) -> PrivateKey:
     return Keyring(root).load(str(config.get("node_key", "node")), password)
 
 
-def open_node(root: Path, **kwargs: Any) -> Node:
-    """Open the node of the chain in ``root`` (store, genesis, node key) and start it."""
-    genesis = read_genesis(root)
-    store = SQLiteStore(ChainPaths(root).ledger)
+def lock_data_dir(root: Path) -> Callable[[], None]:
+    """Take the data directory's exclusive node lock; return the function that releases it.
+
+    Two nodes writing one ledger would fight over block heights: the second is refused.
+    """
+    path = ChainPaths(root).lock
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConflictError(
+            f"another carechain node (pid {holder}) is serving {root}; stop it first, or use "
+            "another --dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+
+    def release() -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    return release
+
+
+def open_node(root: Path, **kwargs: Any) -> Node:
+    """Open the node of the chain in ``root`` (store, genesis, node key) and start it.
+
+    Holds the data directory's lock until the node stops (``ConflictError`` if taken).
+    """
+    genesis = read_genesis(root)
+    release = lock_data_dir(root)
+    store: SQLiteStore | None = None
+    try:
+        store = SQLiteStore(ChainPaths(root).ledger)
         node = Node(store, genesis, load_node_key(root), **kwargs)
     except BaseException:
-        store.close()
+        if store is not None:
+            store.close()
+        release()
         raise
+    node.add_closer(release)
     node.start()
     return node
 

@@ -126,6 +126,7 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[int], None]] = []
+        self._closers: list[Callable[[], None]] = []
         self.head = self._open_chain()
         self.log = CompactTree.from_reader(store, self.head.header.log_size)
         self.orderer = orderer or SoloOrderer(start=self.head.position)
@@ -308,6 +309,12 @@ class Node:
             self._thread = None
         self.verifier.close()
         self.orderer.close()
+        while self._closers:
+            self._closers.pop()()
+
+    def add_closer(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the node stops (e.g. release the data directory's lock)."""
+        self._closers.append(fn)
 
     def add_listener(self, fn: Callable[[int], None]) -> None:
         """Call ``fn(height)`` after each committed block."""

@@ -241,3 +241,32 @@ async def search(request: Request, q: str = "") -> Response:
 
 
 __all__ = ["STATIC", "TEMPLATES", "env", "router"]
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def api_reference(request: Request) -> Response:
+    """The API reference, rendered here from the OpenAPI document (no CDN assets)."""
+    spec = request.app.openapi()
+    operations = []
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            body = op.get("requestBody", {}).get("content", {})
+            operations.append(
+                {
+                    "anchor": f"{method}-{path}".replace("/", "-").strip("-"),
+                    "method": method.upper(),
+                    "path": path,
+                    "tag": ", ".join(op.get("tags", [])),
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "parameters": op.get("parameters", []),
+                    "request": sorted(body),
+                    "responses": [
+                        (code, r.get("description", ""))
+                        for code, r in op.get("responses", {}).items()
+                    ],
+                }
+            )
+    return render(request, "apidocs.html", spec=spec, operations=operations)

@@ -114,3 +114,18 @@ def test_a_commit_failure_is_fatal_and_acknowledges_nothing(
     finally:
         node.stop()
         node.store.close()
+
+
+def test_a_second_node_on_the_same_directory_is_refused(demo_chain: InitResult) -> None:
+    from carechain.errors import ConflictError
+
+    first = open_node(demo_chain.paths.root)
+    try:
+        with pytest.raises(ConflictError, match=r"another carechain node \(pid \d+\)"):
+            open_node(demo_chain.paths.root)
+    finally:
+        first.stop()
+        first.store.close()
+    second = open_node(demo_chain.paths.root)  # the lock was released with the first node
+    second.stop()
+    second.store.close()

@@ -174,7 +174,7 @@
     const keys = JSON.parse(document.getElementById("checkpoint-keys").textContent);
     const step = (text) => { const li = document.createElement("li"); li.textContent = text; steps.append(li); };
 
-    // 1. the envelope hashes to the transaction id
+    // 1. the envelope's signed body hashes to the transaction id
     const tx = await (await get(`${api}/transactions/${txId}`, "GET transaction")).json();
     const envelope = fromBase64(tx.envelope_b64, "envelope_b64");
     let body;
