@@ -136,3 +136,9 @@ class ConfigurationError(InfrastructureError):
     """The node is configured unsafely or inconsistently and refuses to start."""
 
     code = "bad_configuration"
+
+
+class GoneError(NotFoundError):
+    """The named object existed but was deliberately erased (e.g. a crypto-shredded record)."""
+
+    code = "gone"

@@ -507,3 +507,12 @@ def test_genesis_and_chain(client: TestClient, demo_node: Node) -> None:
 def test_account_errors(client: TestClient) -> None:
     assert_problem(client.get("/v1/accounts/nobody-here"), 404, "not_found")
     assert_problem(client.get("/v1/accounts/NOT valid"), 400, "invalid")
+
+
+def test_gone_is_410() -> None:
+    """An erased object answers 410 (its own family), not 404; a plain absence stays 404."""
+    from carechain.api.errors import status_for
+    from carechain.errors import GoneError, NotFoundError
+
+    assert status_for(GoneError("erased"))[0] == 410
+    assert status_for(NotFoundError("absent"))[0] == 404

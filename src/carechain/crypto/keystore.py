@@ -460,46 +460,106 @@ class Keyring:
         except OSError as exc:
             raise InfrastructureError(f"cannot read key file {path}: {exc.strerror}") from None
 
-    def _ensure_dir(self) -> None:
-        self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.keys_dir.stat().st_mode & 0o777 != 0o700:
-            os.chmod(self.keys_dir, 0o700)
-
     def _write_new(self, name: str, path: Path, data: bytes) -> None:
-        try:
-            self._ensure_dir()
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.keys_dir)
-        except OSError as exc:
-            raise InfrastructureError(
-                f"cannot create key directory {self.keys_dir}: {exc.strerror}"
-            ) from None
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._publish(name, tmp, path)
-            dir_fd = os.open(self.keys_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise InfrastructureError(f"cannot write key file {path}: {exc.strerror}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_new_private_file(
+            path, data, exists_error=lambda: self._exists(name, path), tmp_prefix=f".{name}."
+        )
 
-    def _publish(self, name: str, tmp: Path, path: Path) -> None:
-        """Make ``tmp`` visible as ``path`` atomically, refusing to replace an existing file."""
+
+# -- helpers shared with other password-encrypted files (crypto/kek.py) ---------------------
+
+
+def validate_scrypt_params(n: int, r: int = SCRYPT_R, p: int = SCRYPT_P, *, what: str) -> None:
+    """Raise :class:`ValidationError` unless ``(n, r, p)`` are scrypt costs a file may use."""
+    _validate_scrypt(n, r, p, what=what)
+
+
+def derive_password_key(
+    password: bytes, salt: bytes, *, n: int, r: int = SCRYPT_R, p: int = SCRYPT_P
+) -> bytes:
+    """The 32-byte AES-256-GCM key ``scrypt(password, salt, n, r, p)`` of an encrypted file."""
+    return _derive(password, salt, n, r, p)
+
+
+def check_password(password: object, *, allow_empty: bool = False) -> bytes:
+    """Return ``password`` if usable: bytes, without NUL, non-empty unless ``allow_empty``."""
+    return _check_password(password, allow_empty=allow_empty)
+
+
+def parse_fields(
+    value: object, fields: frozenset[str], what: str, optional: frozenset[str] = frozenset()
+) -> dict[str, object]:
+    """``value`` as a dict with exactly ``fields`` (minus absent ``optional`` ones)."""
+    return _obj(value, fields, what, optional)
+
+
+def parse_str(obj: Mapping[str, object], key: str, what: str) -> str:
+    """``obj[key]``, which must be a string."""
+    return _str(obj, key, what)
+
+
+def parse_int(obj: Mapping[str, object], key: str, what: str) -> int:
+    """``obj[key]``, which must be an integer (not a bool)."""
+    return _int(obj, key, what)
+
+
+def parse_const(obj: Mapping[str, object], key: str, want: object, what: str) -> None:
+    """Raise :class:`ValidationError` unless ``obj[key] == want``."""
+    _const(obj, key, want, what)
+
+
+def write_new_private_file(
+    path: Path,
+    data: bytes,
+    *,
+    exists_error: Callable[[], Exception],
+    tmp_prefix: str | None = None,
+) -> None:
+    """Create ``path`` holding ``data``: mode 0600, parent directory 0700, atomically, durably.
+
+    The bytes go to a temp file in the same directory (fsynced), which is then hard-linked to
+    ``path`` (atomic and never clobbers; ``exists_error()`` is raised if ``path`` exists) or,
+    without hard links, checked and ``os.replace``d; the directory is fsynced. No temp file is
+    left behind. OS failures raise :class:`InfrastructureError`.
+    """
+    parent = path.parent
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if parent.stat().st_mode & 0o777 != 0o700:
+            os.chmod(parent, 0o700)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=tmp_prefix or f".{path.name}.", suffix=".tmp", dir=parent
+        )
+    except OSError as exc:
+        raise InfrastructureError(f"cannot create key directory {parent}: {exc.strerror}") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _publish_no_clobber(tmp, path, exists_error)
+        dir_fd = os.open(parent, os.O_RDONLY)
         try:
-            os.link(tmp, path)  # atomic and never clobbers
-            return
-        except FileExistsError:
-            raise self._exists(name, path) from None
-        except OSError:
-            pass  # the file system has no hard links: fall back to check + replace
-        if path.exists():
-            raise self._exists(name, path)
-        os.replace(tmp, path)
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise InfrastructureError(f"cannot write key file {path}: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _publish_no_clobber(tmp: Path, path: Path, exists_error: Callable[[], Exception]) -> None:
+    """Make ``tmp`` visible as ``path`` atomically, refusing to replace an existing file."""
+    try:
+        os.link(tmp, path)  # atomic and never clobbers
+        return
+    except FileExistsError:
+        raise exists_error() from None
+    except OSError:
+        pass  # the file system has no hard links: fall back to check + replace
+    if path.exists():
+        raise exists_error()
+    os.replace(tmp, path)
