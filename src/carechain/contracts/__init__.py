@@ -1,6 +1,6 @@
 """Deterministic contracts: kind → ``apply(state, tx, ctx)``, in an explicit registry."""
 
-from carechain.contracts import governance, identity
+from carechain.contracts import access, audit, consent, governance, identity, records
 from carechain.contracts.registry import ContractRegistry
 
 
@@ -9,6 +9,10 @@ def default_contracts() -> ContractRegistry:
     registry = ContractRegistry()
     identity.register(registry)
     governance.register(registry)
+    records.register(registry)
+    consent.register(registry)
+    access.register(registry)
+    audit.register(registry)
     return registry
 
 

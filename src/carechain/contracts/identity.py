@@ -4,10 +4,15 @@ State (all values canonical JSON)::
 
     org/<id>   {"id", "name", "roles": [..], "status": "active"|"removed", "since"}
     acct/<id>  {"id", "type": "admin"|"member"|"patient", "org"?, "role"?, "licence"?,
-                "display"?, "keys": [kid..], "status": "active", "since"}
+                "display"?, "capabilities"?: [..], "keys": [kid..], "status": "active", "since"}
     key/<kid>  {"account", "alg", "pub", "since", "status": "active"|"revoked"|"rotated",
                 "revoked_at"?}
     node/<kid> {"org", "name", "alg", "pub", "status": "active"|"removed"}
+
+Every organisation that runs nodes also gets a service account ``<org>.node`` (type
+``member``, role ``service``) whose keys are its node keys, so a node can sign the audit
+transactions of its organisation (transaction signatures are domain-separated from block seals
+and checkpoint notes by their PAE type tag).
 
 Invariants: a patient account holds no personal data, only its pseudonymous key(s), and its id is
 derived from its first key (``pt-`` + 20 hex of the kid), so nobody can squat a patient's id;
@@ -36,6 +41,14 @@ MEMBER_ROLES = (
     "admin", "auditor", "clerk", "device", "lab_technician", "nurse", "pharmacist",
     "practitioner", "researcher", "service",
 )  # fmt: skip
+CAPABILITIES = ("emergency", "privacy_officer")
+"""Closed set of capabilities an admin may grant a member (``register_member@1``)."""
+CAPABILITY_ROLES: dict[str, tuple[str, ...]] = {
+    "emergency": ("nurse", "practitioner"),
+    "privacy_officer": ("admin", "auditor", "clerk", "nurse", "practitioner"),
+}
+"""Roles that may carry each capability (people, never devices or services)."""
+NODE_ACCOUNT_SUFFIX = ".node"
 MAX_KEYS = 4
 _TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}\Z")
 
@@ -95,6 +108,17 @@ def is_patient(state: Overlay, account: str) -> bool:
         and acct.get("type") == "patient"
         and acct.get("status") == "active"
     )
+
+
+def has_capability(acct: Mapping[str, Any], capability: str) -> bool:
+    """True iff the account record ``acct`` carries ``capability``."""
+    caps = acct.get("capabilities")
+    return isinstance(caps, list) and capability in caps
+
+
+def node_account_id(org: str) -> str:
+    """The service account through which the nodes of ``org`` sign (``<org>.node``)."""
+    return f"{org}{NODE_ACCOUNT_SUFFIX}"
 
 
 def patient_account_id(kid: str) -> str:
@@ -223,6 +247,7 @@ def write_org(state: Overlay, org: Mapping[str, Any], height: int) -> None:
             raise reject("bad_args", "admin must be an object")
         only_fields(admin, {"account", "keys"})
         account = account_arg(admin, "account")
+        _not_reserved(account)
         if state.get(f"acct/{account}") is not None:
             raise reject("duplicate_account", f"account {account} already exists")
         kids = _put_keys(state, account, parse_keys(admin.get("keys"), f"{account}.keys"), height)
@@ -238,6 +263,7 @@ def write_org(state: Overlay, org: Mapping[str, Any], height: int) -> None:
                 "type": "admin",
             },
         )
+    node_keys: list[tuple[str, bytes, str]] = []
     for node in arg(org, "nodes", list, optional=True) or []:
         if not isinstance(node, Mapping):
             raise reject("bad_args", "node must be an object")
@@ -245,6 +271,7 @@ def write_org(state: Overlay, org: Mapping[str, Any], height: int) -> None:
         ((alg, pub, kid),) = parse_keys([{"alg": node.get("alg"), "pub": node.get("pub")}], "node")
         if state.get(node_state_key(kid)) is not None:
             raise reject("duplicate_key", f"node key {kid} is already registered")
+        node_keys.append((alg, pub, kid))
         state.put(
             node_state_key(kid),
             {
@@ -255,6 +282,35 @@ def write_org(state: Overlay, org: Mapping[str, Any], height: int) -> None:
                 "status": "active",
             },
         )
+    if node_keys:
+        _write_node_account(state, org_id, node_keys, height)
+
+
+def _not_reserved(account: str) -> None:
+    if account.endswith(NODE_ACCOUNT_SUFFIX):
+        raise reject(
+            "bad_args",
+            f"account ids ending in {NODE_ACCOUNT_SUFFIX!r} are reserved for node service accounts",
+        )
+
+
+def _write_node_account(
+    state: Overlay, org_id: str, node_keys: list[tuple[str, bytes, str]], height: int
+) -> None:
+    """The service account ``<org>.node`` whose account keys are the org's node keys."""
+    account = node_account_id(org_id)
+    if not ACCOUNT_RE.match(account):
+        raise reject("bad_args", f"organisation id {org_id!r} is too long for {account!r}")
+    if state.get(f"acct/{account}") is not None:
+        raise reject("duplicate_account", f"account {account} already exists")
+    kids = _put_keys(state, account, node_keys, height)
+    state.put(
+        f"acct/{account}",
+        {
+            "id": account, "keys": kids, "org": org_id, "role": "service", "since": height,
+            "status": "active", "type": "member",
+        },
+    )  # fmt: skip
 
 
 def apply_genesis(state: Overlay, doc: Mapping[str, Any]) -> None:
@@ -304,16 +360,20 @@ def register_patient(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
 def register_member(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     """``identity.register_member@1``: an org admin registers a practitioner, service, device…
 
-    args: ``{"account", "org", "role", "keys": [..], "licence"?, "display"?}``.
+    args: ``{"account", "org", "role", "keys": [..], "licence"?, "display"?,
+    "capabilities"?: [..]}``; capabilities come from :data:`CAPABILITIES`, each allowed only
+    for the roles in :data:`CAPABILITY_ROLES`, and are stored sorted.
     """
     args = tx.body.args
-    only_fields(args, {"account", "org", "role", "keys", "licence", "display"})
+    only_fields(args, {"account", "org", "role", "keys", "licence", "display", "capabilities"})
     org = account_arg(args, "org")
     require_org_admin(state, tx.body.sender, org)
     account = account_arg(args, "account")
+    _not_reserved(account)
     role = arg(args, "role", str)
     if role not in MEMBER_ROLES:
         raise reject("bad_args", f"args.role {role!r} is not one of {list(MEMBER_ROLES)}")
+    capabilities = _capabilities(args, role)
     if state.get(f"acct/{account}") is not None:
         raise reject("duplicate_account", f"account {account} already exists")
     kids = _put_keys(state, account, parse_keys(args.get("keys")), ctx.height)
@@ -325,9 +385,28 @@ def register_member(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
         value = text(args, opt, optional=True)
         if value is not None:
             record[opt] = value
+    if capabilities:
+        record["capabilities"] = list(capabilities)
     state.put(f"acct/{account}", record)
     ctx.touch(account)
     ctx.emit("identity.member_registered", {"account": account, "org": org, "role": role})
+
+
+def _capabilities(args: Mapping[str, Any], role: str) -> tuple[str, ...]:
+    raw = arg(args, "capabilities", list, optional=True)
+    if raw is None:
+        return ()
+    if any(not isinstance(c, str) or c not in CAPABILITIES for c in raw):
+        raise reject("bad_args", f"args.capabilities: each must be one of {list(CAPABILITIES)}")
+    if len(set(raw)) != len(raw):
+        raise reject("bad_args", "args.capabilities lists a capability twice")
+    for cap in raw:
+        if role not in CAPABILITY_ROLES[cap]:
+            raise reject(
+                "bad_args",
+                f"capability {cap!r} is for roles {list(CAPABILITY_ROLES[cap])}, not {role!r}",
+            )
+    return tuple(sorted(raw))
 
 
 def rotate_key(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
@@ -400,10 +479,13 @@ def register(registry: Any) -> None:
 
 
 __all__ = [
+    "CAPABILITIES",
     "LedgerError",
     "get_account",
     "get_org",
+    "has_capability",
     "is_patient",
+    "node_account_id",
     "patient_account_id",
     "register",
     "require_org_admin",

@@ -23,6 +23,8 @@ class ChainParams:
     """A transaction's ``created`` must lie within ± this of its block's time."""
     max_clock_skew_ms: int = 30 * 1000
     """How far ahead of a node's clock a proposed block time may be."""
+    break_glass_ms: int = 4 * 60 * 60 * 1000
+    """How long (block time) an emergency break-glass access session lasts."""
 
     def to_json(self) -> dict[str, int]:
         """As a JSON object."""
