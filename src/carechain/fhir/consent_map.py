@@ -45,6 +45,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from carechain.contracts.consent import PURPOSES
+from carechain.encoding import MAX_SAFE_INT
 from carechain.errors import LedgerError
 from carechain.fhir._time import fhir_time_to_ms, ms_to_date, ms_to_instant
 from carechain.fhir.canonical import normalise_patient_reference
@@ -305,10 +307,18 @@ def consent_to_grant(
         "scope": scope,
         "decision": decision,
     }
-    if purposes is not None:
-        args["purposes"] = purposes
-    if period is not None:
-        args["period"] = period
+    # consent.grant@1 states every field: an unrestricted purpose means every PurposeOfUse the
+    # ledger knows, an open period runs from the epoch to the largest timestamp.
+    if purposes is None:
+        purposes = list(PURPOSES)
+    unknown = sorted(set(purposes) - set(PURPOSES))
+    if unknown:
+        raise _refuse(f"{path}.purpose", f"purpose(s) {unknown} are not supported by the ledger")
+    args["purposes"] = purposes
+    args["period"] = {
+        "start": (period or {}).get("start", 0),
+        "end": (period or {}).get("end", MAX_SAFE_INT),
+    }
     return args
 
 
@@ -342,16 +352,17 @@ def grant_to_consent(
     provision["action"] = [
         {"coding": [{"system": CONSENT_ACTION_SYSTEM, "code": a}]} for a in actions
     ]
-    if record.get("purposes"):
+    if record.get("purposes") and set(record["purposes"]) != set(PURPOSES):
         provision["purpose"] = [{"system": PURPOSE_SYSTEM, "code": p} for p in record["purposes"]]
     period = record.get("period")
     if period:
         fhir_period = {}
-        if "start" in period:
+        if period.get("start", 0) > 0:
             fhir_period["start"] = ms_to_instant(period["start"])
-        if "end" in period:
+        if period.get("end", MAX_SAFE_INT) < MAX_SAFE_INT:
             fhir_period["end"] = ms_to_instant(period["end"] - 1)  # exclusive → inclusive
-        provision["period"] = fhir_period
+        if fhir_period:
+            provision["period"] = fhir_period
     scope = record.get("scope") or {}
     if scope.get("types"):
         provision["resourceType"] = [

@@ -9,6 +9,8 @@ import pytest
 from fhir.resources import get_fhir_model_class
 from fhir_vectors import R4_DIR, R5_DIR, load
 
+from carechain.contracts.consent import PURPOSES
+from carechain.encoding import MAX_SAFE_INT
 from carechain.errors import NotFoundError
 from carechain.fhir import FhirValidationError, consent_to_grant, grant_to_consent
 
@@ -65,6 +67,10 @@ TABLE: dict[str, dict[str, Any] | str] = {
 }
 
 
+UNRESTRICTED = {"purposes": list(PURPOSES), "period": {"start": 0, "end": MAX_SAFE_INT}}
+"""What consent.grant@1 states for a Consent that restricts neither purpose nor period."""
+
+
 def _validate_r5(resource: dict[str, Any]) -> None:
     get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
@@ -79,7 +85,7 @@ def test_official_examples(name: str, expected: dict[str, Any] | str) -> None:
         assert exc.value.issues[0].message
         return
     args = consent_to_grant(consent, resolve_actor=resolve)
-    assert args == expected
+    assert args == {**UNRESTRICTED, **expected}
     back = grant_to_consent({**args, "id": "c" * 64}, patient_reference="Patient/f001")
     _validate_r5(back)
     assert consent_to_grant(back, resolve_actor=lambda r: _reverse_resolve(r)) == args
@@ -182,9 +188,13 @@ def test_period_from_consent_and_datetimes() -> None:
     )
     args = consent_to_grant(consent, resolve_actor=resolve)
     assert args["period"] == {"start": 1767258000000, "end": 1767261600251}
+    assert args["purposes"] == list(PURPOSES)
     consent = _consent()
     consent["period"] = {"start": "2026"}
-    assert consent_to_grant(consent, resolve_actor=resolve)["period"] == {"start": 1767225600000}
+    assert consent_to_grant(consent, resolve_actor=resolve)["period"] == {
+        "start": 1767225600000,
+        "end": MAX_SAFE_INT,
+    }
 
 
 def _refusal(consent: dict[str, Any], **kw: Any) -> str:
