@@ -16,7 +16,7 @@ under hypothesis.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
+from typing import Any, Union
 
 import orjson
 import rfc8785
@@ -36,6 +36,60 @@ MAX_DEPTH = 32
 
 def _has_surrogate(s: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+
+
+class _Invalid(Exception):
+    """Raised by the fast walk; the precise error comes from the path-tracking walk."""
+
+
+_UNLIMITED = 1 << 62
+
+
+def fast_check(
+    value: Any, depth: int = 0, max_str: int = _UNLIMITED, max_items: int = _UNLIMITED
+) -> bool:
+    """The hot-path walk: like :func:`_check` (plus size limits) but without building paths.
+
+    Returns the BMP flag; raises ``_Invalid`` on anything it does not accept (including values
+    the precise walk might accept, such as tuples), so callers fall back to the precise walk.
+    """
+    if depth > MAX_DEPTH:
+        raise _Invalid
+    t = type(value)
+    if t is str:
+        if len(value) > max_str or (not value.isascii() and _has_surrogate(value)):
+            raise _Invalid
+        return True
+    if t is int:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return True
+        raise _Invalid
+    if t is bool:
+        return True
+    if t is dict:
+        if len(value) > max_items:
+            raise _Invalid
+        bmp = True
+        for k, v in value.items():
+            if type(k) is not str or len(k) > max_str:
+                raise _Invalid
+            if not k.isascii():
+                if _has_surrogate(k):
+                    raise _Invalid
+                if any(ord(c) > 0xFFFF for c in k):
+                    bmp = False
+            if not fast_check(v, depth + 1, max_str, max_items):
+                bmp = False
+        return bmp
+    if t is list:
+        if len(value) > max_items:
+            raise _Invalid
+        bmp = True
+        for v in value:
+            if not fast_check(v, depth + 1, max_str, max_items):
+                bmp = False
+        return bmp
+    raise _Invalid
 
 
 def _check(value: object, depth: int, path: str) -> bool:
@@ -83,9 +137,20 @@ def validate_value(value: object, *, path: str = "$") -> None:
     _check(value, 0, path)
 
 
+def encode_checked(value: object, bmp: bool) -> bytes:
+    """Encode a value already validated, given its BMP flag."""
+    if bmp:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return reference_canonical_bytes(value)
+
+
 def canonical_bytes(value: object) -> bytes:
     """Return the RFC 8785 canonical encoding of ``value`` (validated first)."""
-    if _check(value, 0, "$"):
+    try:
+        bmp = fast_check(value)
+    except _Invalid:
+        bmp = _check(value, 0, "$")  # raises the precise error, or accepts (e.g. tuples)
+    if bmp:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return reference_canonical_bytes(value)
 

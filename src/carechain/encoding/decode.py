@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import orjson
 
-from carechain.encoding.canonical import JsonValue, canonical_bytes, validate_value
+from carechain.encoding.canonical import (
+    JsonValue,
+    _check,
+    _Invalid,
+    encode_checked,
+    fast_check,
+    validate_value,
+)
 from carechain.errors import LimitExceededError, ValidationError
 
 
@@ -67,9 +74,13 @@ def decode_canonical(
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(f"{what}: malformed JSON: {exc}", code="malformed_json") from exc
-    validate_value(value, path=what)  # step 3
-    _check_sizes(value, limits, what)  # step 4
-    if canonical_bytes(value) != data:  # step 5
+    try:  # steps 3 and 4 in one walk; the precise walks run only to name an error
+        bmp = fast_check(value, 0, limits.max_string, limits.max_items)
+    except _Invalid:
+        validate_value(value, path=what)  # step 3
+        _check_sizes(value, limits, what)  # step 4
+        bmp = _check(value, 0, what)
+    if encode_checked(value, bmp) != data:  # step 5
         raise ValidationError(
             f"{what}: not in RFC 8785 canonical form (sorted keys, no whitespace, "
             "no duplicate keys, minimal escapes); re-encode it canonically before signing",
