@@ -134,7 +134,10 @@ def _check(value: object, depth: int, path: str) -> bool:
 
 def validate_value(value: object, *, path: str = "$") -> None:
     """Raise :class:`ValidationError` unless ``value`` belongs to the restricted model."""
-    _check(value, 0, path)
+    try:
+        fast_check(value)
+    except _Invalid:
+        _check(value, 0, path)
 
 
 def encode_checked(value: object, bmp: bool) -> bytes:
