@@ -21,12 +21,18 @@ from fastapi.staticfiles import StaticFiles
 from carechain import __version__
 from carechain.api import auth
 from carechain.api.errors import install_problem_handlers
+from carechain.api.fhir import fhir_router, patients_router
 from carechain.api.metrics import Metrics, MetricsMiddleware
 from carechain.api.queries import BlockCache
 from carechain.api.routes import ROUTERS
 from carechain.node.node import Node
+from carechain.node.records_api import RecordService
 
 WEB_ROUTES_MODULE = "carechain.web.routes"
+RECORDS_MODULE = "carechain.node.records"
+DEFAULT_BASE_URL = "http://127.0.0.1:8700"
+"""Where the node is reached unless told otherwise (``make run``'s address); anchors name
+``<base_url>/fhir/<Type>/<id>/_history/<v>``."""
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
 TAGS = [
@@ -36,6 +42,7 @@ TAGS = [
     {"name": "proofs", "description": "RFC 9162 inclusion and consistency proofs."},
     {"name": "accounts", "description": "Accounts, their keys and transactions."},
     {"name": "auth", "description": "SMART Backend Services: JWT assertion → bearer token."},
+    {"name": "fhir", "description": "FHIR R5 REST facade: records, consent, audit, erasure."},
     {"name": "operations", "description": "Health and Prometheus metrics."},
 ]
 
@@ -57,8 +64,27 @@ def _web_routes_available() -> bool:
         return False
 
 
-def create_app(node: Node, *, data_dir: Path | None = None) -> FastAPI:
-    """The API app serving ``node`` (``data_dir``: the chain directory, if any)."""
+def _open_records(node: Node, data_dir: Path, base_url: str) -> RecordService | None:
+    """The node's record service on ``data_dir`` (None while ``carechain.node.records`` is
+    not installed)."""
+    try:
+        records = importlib.import_module(RECORDS_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != RECORDS_MODULE:
+            raise
+        return None
+    open_service = getattr(records, "open_record_service", None)
+    if open_service is None:  # the package is still being written
+        return None
+    service: RecordService = open_service(node, data_dir, base_url=base_url)
+    return service
+
+
+def create_app(
+    node: Node, *, data_dir: Path | None = None, base_url: str = DEFAULT_BASE_URL
+) -> FastAPI:
+    """The API app serving ``node`` (``data_dir``: the chain directory, if any; with it the
+    FHIR facade serves records from ``data_dir``; ``base_url`` is the node's public address)."""
     app = FastAPI(
         title="carechain",
         version=__version__,
@@ -76,11 +102,14 @@ def create_app(node: Node, *, data_dir: Path | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.blocks = BlockCache()
     app.state.auth = auth.AuthService(node)
+    app.state.records = None if data_dir is None else _open_records(node, data_dir, base_url)
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(auth.router)
+    app.include_router(fhir_router)
+    app.include_router(patients_router)
     if _web_routes_available():
         web = importlib.import_module(WEB_ROUTES_MODULE)
         app.include_router(web.router)

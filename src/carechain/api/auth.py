@@ -30,32 +30,40 @@ import secrets
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from carechain.api.deps import problems
 from carechain.api.jwt import JWS_TO_LEDGER_ALG, MAX_ASSERTION_LIFETIME_S, decode_jws
 from carechain.api.schemas import TokenResponse, WhoAmI
-from carechain.crypto.signatures import verify_signature
+from carechain.crypto.keystore import Keyring, validate_key_name
+from carechain.crypto.signatures import PrivateKey, verify_signature
 from carechain.encoding import b64u_decode
 from carechain.errors import (
     AuthenticationError,
     AuthorizationError,
     LedgerError,
     LimitExceededError,
+    NotFoundError,
     UnavailableError,
     ValidationError,
 )
 from carechain.ledger.keys import key_state_key
 from carechain.ledger.tx import ACCOUNT_RE, KID_RE
 from carechain.node.node import Node
+from carechain.node.records_api import Actor
 
 TOKEN_TTL_S = 300
+SESSION_TTL_S = 30 * 60
+"""Lifetime of a custodial sign-in session (its decrypted key is dropped after it)."""
+SESSION_SCOPES = ("user/*.read", "user/*.write")
+"""Scopes of a custodial session."""
 CLOCK_SKEW_S = 30
 MAX_FORM_BYTES = 64 * 1024
 MAX_TOKENS = 100_000
@@ -92,6 +100,8 @@ class TokenInfo:
     """Granted SMART scopes."""
     expires_at: float
     """Unix time (seconds) after which the token is void."""
+    signer: PrivateKey | None = field(default=None, repr=False, compare=False)
+    """Custodial sessions only: the decrypted key the node signs with for this person."""
 
 
 def _invalid_client(message: str) -> AuthenticationError:
@@ -228,6 +238,52 @@ class AuthService:
             raise _invalid_client(f"key {kid} is not an active key of account {account}")
         return b64u_decode(key["pub"], what="key.pub")
 
+    # -- custodial sign-in (the node keeps the person's key encrypted in its keyring) ------
+    def login(
+        self, keyring: Keyring, name: str, password: bytes, *, ttl: float = SESSION_TTL_S
+    ) -> tuple[str, TokenInfo]:
+        """Decrypt key ``name``, check it is an active key of its account on chain and open
+        a session holding the key; every failure is the same 401 ``invalid_credentials``."""
+        refused = AuthenticationError(
+            "unknown key name or wrong password", code="invalid_credentials"
+        )
+        try:
+            validate_key_name(name)
+            key = keyring.load(name, password)
+        except (NotFoundError, AuthenticationError, ValidationError):
+            raise refused from None
+        kid = key.kid
+        raw = self.node.store.find_state(key_state_key(kid))
+        record = orjson.loads(raw) if raw is not None else None
+        account = record.get("account") if isinstance(record, dict) else None
+        if not isinstance(account, str):
+            raise AuthenticationError(
+                f"key {name!r} is not registered on this chain", code="invalid_credentials"
+            )
+        self._resolve_key_for_login(kid, key.alg, account)
+        now = self.clock()
+        info = TokenInfo(
+            account=account, kid=kid, scopes=SESSION_SCOPES, expires_at=now + ttl, signer=key
+        )
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._purge(now)
+            if len(self._tokens) >= MAX_TOKENS:
+                raise UnavailableError("too many live tokens; retry shortly", retry_after=5)
+            self._tokens[token] = info
+        return token, info
+
+    def _resolve_key_for_login(self, kid: str, alg: str, account: str) -> None:
+        try:
+            self._resolve_key(kid, alg, account)
+        except AuthenticationError as exc:
+            raise AuthenticationError(exc.message, code="invalid_credentials") from None
+
+    def logout(self, token: str) -> bool:
+        """Drop a token (and the key its session holds); False if it was not live."""
+        with self._lock:
+            return self._tokens.pop(token, None) is not None
+
     # -- checking -------------------------------------------------------------------------
     def lookup(self, token: str) -> TokenInfo:
         """The live token's info, or AuthenticationError ``invalid_token``."""
@@ -280,6 +336,35 @@ def require_token(scope: str | None = None) -> Callable[[Request], Awaitable[Tok
         return info
 
     return dependency
+
+
+def bearer_token(request: Request) -> str:
+    """The bearer token of the request (AuthenticationError without one)."""
+    header = request.headers.get("authorization", "")
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        raise AuthenticationError(
+            "send 'Authorization: Bearer <token>' (sign in at POST /v1/auth/login, or get "
+            "one at POST /v1/auth/token)"
+        )
+    return token.strip()
+
+
+def current_token(request: Request) -> TokenInfo:
+    """The live token of the request (401 without one, or when unknown/expired)."""
+    return get_auth(request).lookup(bearer_token(request))
+
+
+def current_actor(request: Request) -> Actor:
+    """The :class:`Actor` behind the bearer token, built by ``app.state.records``."""
+    info = current_token(request)
+    records = getattr(request.app.state, "records", None)
+    if records is None:
+        raise UnavailableError(
+            "this node serves no records (started without a data directory)", retry_after=60
+        )
+    actor: Actor = records.actor(info.account, info.signer)
+    return actor
 
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -367,12 +452,103 @@ async def whoami(info: Annotated[TokenInfo, Depends(require_token())], request: 
     )
 
 
+async def _read_login(request: Request) -> tuple[str, bytes]:
+    """``key`` and ``password`` from a form or JSON body (bounded)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        fields: Mapping[str, Any] = await _read_form(request)
+    elif media in ("application/json", ""):
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise LimitExceededError(f"sign-in request: more than {MAX_FORM_BYTES} bytes")
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ValidationError("sign-in: malformed JSON body", code="invalid_request") from None
+        if not isinstance(parsed, dict):
+            raise ValidationError("sign-in: want a JSON object {key, password}")
+        fields = parsed
+    else:
+        raise ValidationError(
+            "send the sign-in as application/x-www-form-urlencoded or application/json",
+            code="invalid_request",
+        )
+    key, password = fields.get("key"), fields.get("password")
+    if not isinstance(key, str) or not key or not isinstance(password, str):
+        raise ValidationError("sign-in: 'key' and 'password' are required strings")
+    if "\x00" in password:
+        raise AuthenticationError("unknown key name or wrong password", code="invalid_credentials")
+    return key, password.encode("utf-8")
+
+
+@router.post(
+    "/login",
+    summary="Custodial sign-in: unlock your key in the node's keyring for a session",
+    responses=problems(400, 401, 413, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["key", "password"],
+                        "properties": {"key": {"type": "string"}, "password": {"type": "string"}},
+                    }
+                }
+                for media in ("application/x-www-form-urlencoded", "application/json")
+            },
+        }
+    },
+)
+async def login(request: Request) -> JSONResponse:
+    """Decrypt the named key of the node's keyring (``DIR/keys``) with the password, check it
+    is an active key of its account on chain and issue a bearer token whose session holds the
+    key in memory (30 min); the node signs the person's transactions with it."""
+    key, password = await _read_login(request)
+    data_dir = getattr(request.app.state, "data_dir", None)
+    if data_dir is None:
+        raise UnavailableError(
+            "custodial sign-in needs the node's data directory (keyring)", retry_after=60
+        )
+    keyring = Keyring(Path(data_dir))
+    auth = get_auth(request)
+    access, info = await anyio.to_thread.run_sync(auth.login, keyring, key, password)
+    body = TokenResponse(
+        access_token=access,
+        expires_in=int(info.expires_at - auth.clock()),
+        scope=" ".join(info.scopes),
+    ).model_dump()
+    body["account"] = info.account
+    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+@router.post(
+    "/logout",
+    summary="End a session: drop the bearer token (and the key it holds)",
+    status_code=204,
+    responses=problems(401),
+)
+async def logout(request: Request) -> Response:
+    """Forget the presented bearer token; a custodial session's key leaves memory."""
+    if not get_auth(request).logout(bearer_token(request)):
+        raise AuthenticationError("the access token is unknown or expired", code="invalid_token")
+    return Response(status_code=204)
+
+
 __all__ = [
     "ASSERTION_TYPE",
     "GRANT_TYPE",
+    "SESSION_SCOPES",
+    "SESSION_TTL_S",
     "TOKEN_TTL_S",
     "AuthService",
     "TokenInfo",
+    "bearer_token",
+    "current_actor",
+    "current_token",
     "require_token",
     "router",
     "scope_covers",

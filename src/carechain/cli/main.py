@@ -286,7 +286,8 @@ def node(
         sock.close()
         raise
     try:
-        app_ = create_app(running, data_dir=data_dir)
+        base_url = f"http://{host}:{sock.getsockname()[1]}"  # written into record anchors
+        app_ = create_app(running, data_dir=data_dir, base_url=base_url)
         _print_node_banner(data_dir, host, sock.getsockname()[1], running)
         server = uvicorn.Server(uvicorn.Config(app_, log_level=log_level, lifespan="on"))
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after shutdown

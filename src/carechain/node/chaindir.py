@@ -6,12 +6,18 @@ Layout of ``DIR`` (default ``./carechain-data``, or ``$CARECHAIN_DIR``)::
     ledger.sqlite         the embedded store (SQLite WAL, synchronous=FULL)
     keys/<name>.key.json  encrypted key files (scrypt + AES-256-GCM); ``node`` is the node key
     secrets/node.pass     password of the node key (0600) so the node starts unattended
+    keys/record-kek.json  the record KEK (crypto/kek.py), encrypted under the node key's password
+    secrets/index.key     32 random bytes (0600): the consortium's secure-index HMAC key (shared
+                          out of band; every node of the consortium holds the same bytes)
+    records/              off-chain records: FileRecordStore (records.sqlite, blobs/, tmp/) and
+                          the record service's local index (index.sqlite)
     node.json             node settings: {"node_key": "node", "origin": ...}
     node.lock             held by the running node (a second node on this directory is refused)
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets as _secrets
@@ -24,6 +30,7 @@ import orjson
 
 from carechain.contracts import default_contracts
 from carechain.contracts.identity import patient_account_id
+from carechain.crypto.kek import KEK, create_kek, kek_path, load_kek
 from carechain.crypto.keystore import Keyring
 from carechain.crypto.signatures import PrivateKey
 from carechain.encoding import b64u_encode, canonical_bytes
@@ -35,6 +42,8 @@ from carechain.storage.sqlite import SQLiteStore
 
 DEMO_PASSWORD = b"demo"
 DEMO_CHAIN = "carechain-demo"
+INDEX_KEY_SIZE = 32
+"""Bytes of the consortium's secure-index HMAC key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,14 @@ class ChainPaths:
     @property
     def node_password(self) -> Path:
         return self.root / "secrets" / "node.pass"
+
+    @property
+    def index_key(self) -> Path:
+        return self.root / "secrets" / "index.key"
+
+    @property
+    def records(self) -> Path:
+        return self.root / "records"
 
     @property
     def lock(self) -> Path:
@@ -142,6 +159,8 @@ def init_chain(
     node_info = ring.create("node", "ed25519", node_password)
     node_key = ring.load("node", node_password)
     _write_private(paths.node_password, node_password)
+    create_kek(kek_path(root), node_password, **({"scrypt_n": scrypt_n} if scrypt_n else {}))
+    _write_private(paths.index_key, _secrets.token_bytes(INDEX_KEY_SIZE))
     orgs_spec = DEMO_ORGS if demo else ((org_id, org_name, roles),)
     chain_id = chain or (DEMO_CHAIN if demo else f"{org_id}-chain")
     accounts: list[DemoAccount] = []
@@ -186,20 +205,58 @@ def read_genesis(root: Path) -> Genesis:
     return load_genesis(paths.genesis.read_bytes(), default_contracts())
 
 
-def load_node_key(root: Path) -> PrivateKey:
-    """Decrypt the node key with ``$CARECHAIN_NODE_PASSWORD`` or ``secrets/node.pass``."""
+def node_password(root: Path) -> bytes:
+    """The node key's password: ``$CARECHAIN_NODE_PASSWORD`` or ``secrets/node.pass``."""
     paths = ChainPaths(root)
     env = os.environ.get("CARECHAIN_NODE_PASSWORD")
     if env:
-        password = env.encode()
-    elif paths.node_password.exists():
-        password = paths.node_password.read_bytes().strip()
-    else:
-        raise ConfigurationError(
-            f"no node key password: set CARECHAIN_NODE_PASSWORD or create {paths.node_password}"
-        )
+        return env.encode()
+    if paths.node_password.exists():
+        return paths.node_password.read_bytes().strip()
+    raise ConfigurationError(
+        f"no node key password: set CARECHAIN_NODE_PASSWORD or create {paths.node_password}"
+    )
+
+
+def load_node_key(root: Path) -> PrivateKey:
+    """Decrypt the node key with ``$CARECHAIN_NODE_PASSWORD`` or ``secrets/node.pass``."""
+    paths = ChainPaths(root)
+    password = node_password(root)
     config = orjson.loads(paths.config.read_bytes()) if paths.config.exists() else {}
     return Keyring(root).load(str(config.get("node_key", "node")), password)
+
+
+def load_record_kek(root: Path, *, scrypt_n: int | None = None) -> KEK:
+    """The record KEK (``keys/record-kek.json``), protected by the node key's password.
+
+    Chains initialised before the record service get theirs created here, on first use.
+    """
+    path = kek_path(root)
+    password = node_password(root)
+    if not path.exists():
+        try:
+            return create_kek(path, password, **({"scrypt_n": scrypt_n} if scrypt_n else {}))
+        except ConflictError:  # created concurrently: load it
+            pass
+    return load_kek(path, password)
+
+
+def load_index_key(root: Path) -> bytes:
+    """The consortium's secure-index key (``secrets/index.key``, 32 bytes, 0600).
+
+    Created on first use for chains initialised before; a consortium shares one key out of
+    band (copy the file to every node before anchoring records).
+    """
+    path = ChainPaths(root).index_key
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            _write_private(path, _secrets.token_bytes(INDEX_KEY_SIZE))
+    data = path.read_bytes()
+    if len(data) != INDEX_KEY_SIZE:
+        raise ConfigurationError(
+            f"{path} holds {len(data)} bytes, want {INDEX_KEY_SIZE} (the consortium index key)"
+        )
+    return data
 
 
 def lock_data_dir(root: Path) -> Callable[[], None]:

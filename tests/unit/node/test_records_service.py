@@ -1,0 +1,412 @@
+"""The record service (node/records): FHIR records stored encrypted, anchored, consented, audited.
+
+A real demo node; custodial signers are the demo keys. Every test also checks the audit trail in
+state (``auditn/<patient>``, ``audit/<patient>/<n>``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from carechain.contracts.records import record_key
+from carechain.crypto.kek import kek_path
+from carechain.crypto.keystore import Keyring
+from carechain.crypto.signatures import generate_key
+from carechain.errors import (
+    AuthorizationError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    VerificationError,
+)
+from carechain.fhir import FhirValidationError, canonical_fhir
+from carechain.fhir.consent_map import CONSENT_ACTION_SYSTEM, PURPOSE_SYSTEM
+from carechain.node.chaindir import ChainPaths, InitResult, open_node
+from carechain.node.node import Node
+from carechain.node.records import ACCOUNT_SYSTEM, FileRecordService, open_record_service
+from carechain.node.records_api import Actor
+from carechain.testing.chain_driver import FAST_SCRYPT_N, Chain
+
+R5 = Path(__file__).resolve().parents[2] / "vectors" / "fhir" / "r5"
+BASE = "https://seoul-general.example"
+
+
+def example(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((R5 / f"{name}.json").read_text())
+    return data
+
+
+def patient_resource(account: str) -> dict[str, Any]:
+    """The official Patient example, naming its ledger account."""
+    data = example("Patient-example")
+    data["identifier"] = [*data["identifier"], {"system": ACCOUNT_SYSTEM, "value": account}]
+    return data
+
+
+@pytest.fixture
+def svc(demo_node: Node, demo_chain: InitResult) -> Iterator[FileRecordService]:
+    service = open_record_service(demo_node, demo_chain.paths.root, base_url=BASE)
+    yield service
+
+
+def audit_entries(chain: Chain, patient: str) -> list[dict[str, Any]]:
+    n = chain.state(f"auditn/{patient}") or 0
+    return [chain.state(f"audit/{patient}/{i:010d}") for i in range(n)]
+
+
+def patient_actor(chain: Chain, svc: FileRecordService, name: str = "patient-1") -> Actor:
+    account, key = chain.patient(name)
+    return svc.actor(account, key)
+
+
+def member(svc: FileRecordService, chain: Chain, name: str) -> Actor:
+    return svc.actor(chain.account(name), chain.key(name))
+
+
+def seed(chain: Chain, svc: FileRecordService) -> tuple[Actor, dict[str, dict[str, Any]]]:
+    """patient-1 stores the official Patient, an Observation and an Encounter."""
+    me = patient_actor(chain, svc)
+    sent = {
+        "Patient": patient_resource(me.account),
+        "Observation": example("Observation-blood-pressure"),
+        "Encounter": example("Encounter-example"),
+    }
+    for res in sent.values():
+        svc.create(me, res)
+    return me, sent
+
+
+def test_official_examples_round_trip_with_identical_canonical_content(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me = patient_actor(chain, svc)
+    sent = [
+        patient_resource(me.account),
+        example("Observation-blood-pressure"),
+        example("Observation-abdo-tender"),
+        example("Encounter-example"),
+        example("Encounter-emerg"),
+    ]
+    before = len(audit_entries(chain, me.account))
+    for res in sent:
+        created = svc.create(me, copy.deepcopy(res))
+        got = svc.read(me, res["resourceType"], res["id"])
+        assert canonical_fhir(got.value.resource) == canonical_fhir(res)
+        assert canonical_fhir(created.value.resource) == canonical_fhir(res)
+        assert got.value.resource["meta"]["versionId"] == "1"
+        assert got.value.resource["meta"]["lastUpdated"].endswith("Z")
+        assert got.value.patient == me.account and got.value.author == me.account
+        assert got.basis == {"kind": "self"}
+        rec = chain.state(record_key("seoul-general", res["resourceType"], res["id"]))
+        (v1,) = rec["versions"]
+        assert v1["digest"] == got.value.digest
+        assert v1["url"] == f"{BASE}/fhir/{res['resourceType']}/{res['id']}/_history/1"
+        assert "Chalmers" not in json.dumps(rec)  # no PHI on chain
+    # a write and a read per resource: one audit entry each
+    entries = audit_entries(chain, me.account)[before:]
+    assert [e["action"] for e in entries] == ["write", "read"] * len(sent)
+    assert all(e["outcome"] == "permit" and e["org"] == "seoul-general" for e in entries)
+    # every non-Patient record shares its Patient's secure index
+    indexes = {
+        chain.state(record_key("seoul-general", r["resourceType"], r["id"]))["versions"][0]["index"]
+        for r in sent
+    }
+    assert len(indexes) == 1
+
+
+def test_create_assigns_an_id_and_refuses_what_it_cannot_place(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me, _ = seed(chain, svc)
+    obs = example("Observation-abdo-tender")
+    del obs["id"]
+    created = svc.create(me, obs)
+    assert len(created.value.id) == 32 and created.value.resource["id"] == created.value.id
+    orphan = example("Observation-abdo-tender")
+    orphan["subject"] = {"reference": "Patient/nobody"}
+    with pytest.raises(FhirValidationError, match="not a Patient stored on this node"):
+        svc.create(me, orphan)
+    nameless = example("Patient-f001")
+    with pytest.raises(FhirValidationError, match=ACCOUNT_SYSTEM):
+        svc.create(me, nameless)
+    with pytest.raises(ConflictError):
+        svc.create(me, example("Encounter-example"))
+    unsigned = svc.actor(me.account)
+    with pytest.raises(AuthorizationError) as exc:
+        svc.create(unsigned, example("Encounter-home"))
+    assert exc.value.code == "signature_required"
+
+
+def test_update_chains_versions_and_if_match_detects_conflicts(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me, sent = seed(chain, svc)
+    v2 = copy.deepcopy(sent["Observation"])
+    v2["status"] = "amended"
+    out = svc.update(me, "Observation", "blood-pressure", v2, if_match=1)
+    assert out.value.version == 2 and out.value.resource["meta"]["versionId"] == "2"
+    rec = chain.state(record_key("seoul-general", "Observation", "blood-pressure"))
+    assert rec["latest"] == 2
+    with pytest.raises(ConflictError) as exc:
+        svc.update(me, "Observation", "blood-pressure", v2, if_match=1)
+    assert exc.value.code == "version_conflict"
+    assert audit_entries(chain, me.account)[-1]["outcome"] == "error"
+    hist = svc.history(me, "Observation", "blood-pressure").value
+    assert [h.version for h in hist] == [2, 1]
+    assert canonical_fhir(hist[1].resource) == canonical_fhir(sent["Observation"])
+    assert svc.vread(me, "Observation", "blood-pressure", 1).value.digest == hist[1].digest
+    with pytest.raises(NotFoundError):
+        svc.vread(me, "Observation", "blood-pressure", 3)
+    del v2["id"]
+    with pytest.raises(NotFoundError):
+        svc.update(me, "Observation", "no-such", v2)
+
+
+def consent_for(reference: str, *, actions: tuple[str, ...] = ("access",)) -> dict[str, Any]:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "subject": {"reference": "Patient/example"},
+        "decision": "permit",
+        "provision": [
+            {
+                "actor": [{"reference": {"reference": reference}}],
+                "action": [
+                    {"coding": [{"system": CONSENT_ACTION_SYSTEM, "code": a}]} for a in actions
+                ],
+                "purpose": [{"system": PURPOSE_SYSTEM, "code": "TREAT"}],
+            }
+        ],
+    }
+
+
+def test_other_org_denied_then_permitted_by_consent_then_denied_after_revoke(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me, _ = seed(chain, svc)
+    lee = member(svc, chain, "ph-lee")
+    with pytest.raises(AuthorizationError) as exc:
+        svc.read(lee, "Observation", "blood-pressure")
+    assert exc.value.code == "no_consent"
+    last = audit_entries(chain, me.account)[-1]
+    assert (last["actor"], last["outcome"], last["reason"]) == (lee.account, "deny", "no_consent")
+    assert exc.value.audit_id == last["tx"]  # type: ignore[attr-defined]
+    with pytest.raises(AuthorizationError):
+        svc.search(lee, "Observation", patient="Patient/example")
+
+    granted = svc.grant(me, consent_for(f"Practitioner/{lee.account}"))
+    cid = granted.value["id"]
+    assert granted.value["grantee"] == {"account": lee.account}
+    got = svc.read(lee, "Observation", "blood-pressure")
+    assert got.basis == {"id": cid, "kind": "consent"}
+    page = svc.search(lee, "Observation", patient="Patient/example").value
+    assert [i.id for i in page.items] == ["blood-pressure"] and page.total == 1
+    assert [c["id"] for c in svc.consents(lee, me.account)] == [cid]
+    assert [c["id"] for c in svc.consents(me, "Patient/example")] == [cid]
+    with pytest.raises(AuthorizationError):
+        svc.consents(member(svc, chain, "dr-kim"), me.account)
+    # a read consent does not let ph-lee write (and ph-lee's org is not hosted here)
+    kim = member(svc, chain, "dr-kim")
+    with pytest.raises(AuthorizationError) as exc:
+        svc.create(kim, example("Observation-abdo-tender"))
+    assert exc.value.code == "no_consent"
+
+    svc.revoke(me, cid)
+    with pytest.raises(AuthorizationError) as exc:
+        svc.read(lee, "Observation", "blood-pressure")
+    assert exc.value.code == "revoked"
+    assert audit_entries(chain, me.account)[-1]["outcome"] == "deny"
+
+
+def test_a_write_consent_lets_a_practitioner_author_records(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me, _ = seed(chain, svc)
+    kim = member(svc, chain, "dr-kim")
+    svc.grant(me, consent_for(f"Practitioner/{kim.account}", actions=("correct",)))
+    obs = example("Observation-abdo-tender")
+    out = svc.create(kim, obs)
+    assert out.value.author == kim.account and out.basis["kind"] == "consent"
+    assert svc.read(kim, "Observation", obs["id"]).basis["kind"] in ("author", "consent")
+
+
+def test_break_glass_read_is_permitted_and_flagged(chain: Chain, svc: FileRecordService) -> None:
+    me, _ = seed(chain, svc)
+    key = generate_key()
+    assert chain.enroll("seoul-general", "dr-er", key, capabilities=["emergency"]).ok
+    er = svc.actor("seoul-general.dr-er", key)
+    with pytest.raises(AuthorizationError):
+        svc.read(er, "Observation", "blood-pressure", purpose="ETREAT")
+    opened = svc.break_glass(er, "Patient/example", "unconscious in the ED")
+    sid = opened.value["id"]
+    got = svc.read(er, "Observation", "blood-pressure", purpose="ETREAT")
+    assert got.basis == {"id": sid, "kind": "break_glass"}
+    with pytest.raises(AuthorizationError) as exc:
+        svc.read(er, "Observation", "blood-pressure")  # TREAT: not what the session covers
+    assert exc.value.code == "wrong_purpose"
+    entries = audit_entries(chain, me.account)
+    assert entries[-2]["break_glass"] is True and entries[-2]["outcome"] == "permit"
+    assert entries[-3]["action"] == "break_glass"
+    nobody = member(svc, chain, "nurse-park")
+    with pytest.raises(AuthorizationError):
+        svc.break_glass(nobody, me.account, "no capability")
+
+
+def _records_db(svc: FileRecordService) -> apsw.Connection:
+    return apsw.Connection(str(svc.index.path))
+
+
+def test_tampered_ciphertext_and_index_rows_are_detected_and_audited(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me, _ = seed(chain, svc)
+    obs = svc.index.find_version("seoul-general", "Observation", "blood-pressure", 1)
+    enc = svc.index.find_version("seoul-general", "Encounter", "example", 1)
+    assert obs is not None and enc is not None
+    # 1. a flipped ciphertext byte
+    path = svc.store.blob_path(obs.address)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(VerificationError):
+        svc.read(me, "Observation", "blood-pressure")
+    with pytest.raises(VerificationError) as exc:
+        svc.read(me, "Observation", "blood-pressure")
+    last = audit_entries(chain, me.account)[-1]
+    assert (last["outcome"], last["reason"]) == ("error", "integrity")
+    assert exc.value.audit_id == last["tx"]  # type: ignore[attr-defined]
+    # 2. an index row pointing at another (intact) blob
+    conn = _records_db(svc)
+    conn.execute(
+        "UPDATE versions SET address = ? WHERE type = 'Encounter' AND id = 'example'",
+        (svc.index.find_version("seoul-general", "Patient", "example", 1).address,),  # type: ignore[union-attr]
+    )
+    with pytest.raises(VerificationError, match=r"on-chain digest|another resource"):
+        svc.read(me, "Encounter", "example")
+    # 3. a changed wrapped blinding key
+    conn.execute(
+        "UPDATE versions SET address = ?, wrapped_key = ? WHERE type = 'Encounter'",
+        (enc.address, bytes(40)),
+    )
+    with pytest.raises(VerificationError):
+        svc.read(me, "Encounter", "example")
+    conn.close()
+    tail = audit_entries(chain, me.account)[-2:]
+    assert [(e["outcome"], e["reason"]) for e in tail] == [("error", "integrity")] * 2
+    assert svc.read(me, "Patient", "example").value.version == 1  # the rest is intact
+
+
+def test_erasure_shreds_every_version(
+    chain: Chain, svc: FileRecordService, demo_chain: InitResult
+) -> None:
+    me, sent = seed(chain, svc)
+    marker = "ERASE-ME-7f3a9c"
+    v2 = copy.deepcopy(sent["Observation"])
+    v2["note"] = [{"text": marker}]
+    svc.update(me, "Observation", "blood-pressure", v2)
+    addresses = [
+        v.address for v in svc.index.versions("seoul-general", "Observation", "blood-pressure")
+    ]
+    kim = member(svc, chain, "dr-kim")
+    with pytest.raises(AuthorizationError) as exc:
+        svc.erase(kim, "Observation", "blood-pressure", reason="tidy", basis="data_error")
+    assert exc.value.code == "unauthorized"
+    out = svc.erase(
+        me, "Observation", "blood-pressure", reason="patient asked", basis="patient_request"
+    )
+    rec = chain.state(record_key("seoul-general", "Observation", "blood-pressure"))
+    assert rec["status"] == "erased" and rec["erased"]["tx"] == out.value
+    with pytest.raises(GoneError):
+        svc.read(me, "Observation", "blood-pressure")
+    with pytest.raises(GoneError):
+        svc.erase(me, "Observation", "blood-pressure", reason="again", basis="patient_request")
+    entries = audit_entries(chain, me.account)
+    assert [(e["action"], e["outcome"]) for e in entries[-3:]] == [
+        ("erase", "permit"), ("read", "deny"), ("erase", "deny"),
+    ]  # fmt: skip
+    for address in addresses:
+        assert not svc.store.exists(address)
+        assert not svc.store.blob_path(address).exists()
+    assert all(
+        v.wrapped_key is None
+        for v in svc.index.versions("seoul-general", "Observation", "blood-pressure")
+    )
+    for path in (demo_chain.paths.root / "records").rglob("*"):
+        if path.is_file():
+            assert marker.encode() not in path.read_bytes(), path
+    assert svc.search(me, "Observation").value.total == 0
+    chain.verify()  # verify_store passes
+
+
+def test_access_log_is_for_the_patient_or_a_privacy_officer(
+    chain: Chain, svc: FileRecordService
+) -> None:
+    me, _ = seed(chain, svc)
+    kim = member(svc, chain, "dr-kim")
+    with pytest.raises(AuthorizationError):
+        svc.read(kim, "Observation", "blood-pressure")
+    with pytest.raises(AuthorizationError):
+        svc.access_log(kim, me.account)
+    log = svc.access_log(me, "Patient/example")
+    n = chain.state(f"auditn/{me.account}")
+    assert len(log) == n  # including this access-log read itself
+    assert log[-1].entry["reason"] == "self" and log[-2].entry["actor"] == kim.account
+    assert {"leaf_index", "tree_size", "proof", "root"} <= set(log[0].proof)
+    key = generate_key()
+    assert chain.enroll(
+        "seoul-general", "po-han", key, role="clerk", capabilities=["privacy_officer"]
+    ).ok
+    officer = svc.actor("seoul-general.po-han", key)
+    assert len(svc.access_log(officer, me.account)) == n + 1
+
+
+def test_search_filters_by_code_and_last_updated(chain: Chain, svc: FileRecordService) -> None:
+    me, sent = seed(chain, svc)
+    svc.create(me, example("Observation-abdo-tender"))
+    page = svc.search(me, "Observation").value
+    assert page.total == 2 and page.items[0].id == "abdo-tender"  # newest first
+    code = sent["Observation"]["code"]["coding"][0]
+    by_code = svc.search(me, "Observation", code=code["code"]).value
+    assert [i.id for i in by_code.items] == ["blood-pressure"]
+    by_system = svc.search(me, "Observation", code=f"{code['system']}|{code['code']}").value
+    assert by_system.total == 1
+    t = page.items[0].time
+    assert svc.search(me, "Observation", last_updated=(t, None)).value.total == 1
+    assert svc.search(me, "Observation", ids=["blood-pressure"]).value.total == 1
+    second = svc.search(me, "Observation", count=1, offset=1).value
+    assert [i.id for i in second.items] == ["blood-pressure"] and second.total == 2
+
+
+def test_keys_are_created_lazily_and_records_survive_a_restart(
+    demo_chain: InitResult,
+) -> None:
+    root = demo_chain.paths.root
+    paths = ChainPaths(root)
+    assert kek_path(root).exists() and paths.index_key.stat().st_mode & 0o777 == 0o600
+    kek_path(root).unlink()  # a chain initialised before the record service
+    paths.index_key.unlink()
+    node = open_node(root)
+    try:
+        chain = Chain(node, Keyring(root, scrypt_n=FAST_SCRYPT_N))
+        svc = open_record_service(node, root, base_url=BASE)
+        assert kek_path(root).exists() and len(paths.index_key.read_bytes()) == 32
+        _, sent = seed(chain, svc)
+    finally:
+        node.stop()
+        node.store.close()
+    node = open_node(root)
+    try:
+        chain = Chain(node, Keyring(root, scrypt_n=FAST_SCRYPT_N))
+        svc = open_record_service(node, root, base_url=BASE)
+        got = svc.read(patient_actor(chain, svc), "Observation", "blood-pressure")
+        assert canonical_fhir(got.value.resource) == canonical_fhir(sent["Observation"])
+    finally:
+        node.stop()
+        node.store.close()
