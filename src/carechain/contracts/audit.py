@@ -44,7 +44,9 @@ from carechain.ledger.tx import SignedTx
 
 AUDIT_ACTIONS = ("break_glass", "erase", "read", "search", "write")
 OUTCOMES = ("deny", "error", "permit")
-BASIS_KINDS = ("author", "break_glass", "consent", "none", "self")
+BASIS_KINDS = ("author", "break_glass", "consent", "custodian", "none", "self")
+"""``custodian``: the hosting organisation acting on a legal basis (an admin's erasure, a
+privacy officer reading the access log); ``reason`` names the basis."""
 ACTOR_ROLES = (*MEMBER_ROLES, "patient")
 MAX_RESOURCES = 100
 _REF_RE = re.compile(r"^([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})/_history/([1-9][0-9]{0,6})\Z")

@@ -365,6 +365,9 @@ def test_access_log_is_for_the_patient_or_a_privacy_officer(
     ).ok
     officer = svc.actor("seoul-general.po-han", key)
     assert len(svc.access_log(officer, me.account)) == n + 1
+    last = svc.access_log(me, me.account)[-2].entry  # the officer's read, before mine
+    assert last["actor"] == officer.account
+    assert last["basis"] == {"kind": "custodian"} and last["reason"] == "privacy_officer"
 
 
 def test_search_filters_by_code_and_last_updated(chain: Chain, svc: FileRecordService) -> None:

@@ -23,9 +23,9 @@ Decisions:
 * the patient a record is about: a ``Patient`` names its ledger account with an identifier of
   system :data:`ACCOUNT_SYSTEM`; other resources reference a ``Patient`` stored here and
   inherit its account and secure index;
-* the audit contract has no basis kind for custodial roles, so an erasure by an admin/privacy
-  officer and a privacy officer's access-log read are recorded with basis ``author`` (the
-  hosting organisation) and the role in ``reason`` (the erasure basis, ``privacy_officer``).
+* an erasure by an admin/privacy officer and a privacy officer's access-log read are recorded
+  with basis ``custodian`` (the hosting organisation on a legal basis) and the basis or role in
+  ``reason`` (the erasure basis, ``privacy_officer``).
 """
 
 from __future__ import annotations
@@ -784,7 +784,7 @@ class FileRecordService:
         elif actor.org == row.org and (
             actor.kind == "admin" or "privacy_officer" in actor.capabilities
         ):
-            kind = "author"  # the hosting organisation, as custodian (module docstring)
+            kind = "custodian"  # the hosting organisation on a legal basis
         else:
             refused = AuthorizationError(
                 f"only the patient, or an admin or privacy officer of {row.org}, may erase "
@@ -976,7 +976,7 @@ class FileRecordService:
         if actor.account == account:
             basis, why = {"kind": "self"}, "self"
         elif actor.org == self.org and "privacy_officer" in actor.capabilities:
-            basis, why = {"kind": "author"}, "privacy_officer"  # custodial (module docstring)
+            basis, why = {"kind": "custodian"}, "privacy_officer"
         else:
             audit_id = self._audit(
                 actor, patient=account, action="read", purpose="PATRQT",
