@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from carechain.encoding import MAX_SAFE_INT
 from carechain.ledger.tx import ACCOUNT_RE
 from carechain.node.node import Node
-from carechain.web import queries
+from carechain.web import portal, queries
 
 T = TypeVar("T")
 
@@ -91,6 +91,7 @@ env.filters["short"] = short_hex
 env.filters["duration"] = format_duration
 
 router = APIRouter(include_in_schema=False)
+router.include_router(portal.router)
 
 
 def _node(request: Request) -> Node:
