@@ -10,27 +10,34 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 
 from carechain.cli.common import DirOption, exit_with_error, handle_errors
 from carechain.cli.options import UrlOption
-from carechain.cli.render import checkpoint_line
-from carechain.client import Client
+from carechain.cli.records import entry_line
+from carechain.cli.render import checkpoint_line, fmt_time
+from carechain.client import Client, RecordsClient
 from carechain.client.models import Result
+from carechain.crypto.keystore import Keyring
 from carechain.crypto.signatures import PrivateKey, generate_key
 from carechain.encoding import b64u_encode, canonical_bytes, decode_canonical
 from carechain.errors import (
+    AuthenticationError,
     AuthorizationError,
     DuplicateTransactionError,
+    GoneError,
     LedgerError,
+    NotFoundError,
     SignatureError,
     UnavailableError,
 )
 from carechain.ledger.tx import SignedTx, encode_envelope
-from carechain.node.chaindir import ChainPaths
+from carechain.node.chaindir import DEMO_PASSWORD, ChainPaths
 
 REGISTER = "identity.register_patient@1"
 ROTATE = "identity.rotate_key@1"
@@ -183,7 +190,225 @@ class Demo:
         self.out.print("\n[bold green]demo complete[/bold green]: every promise held.")
 
 
-def demo(url: UrlOption, data_dir: DirOption) -> None:
+# -- the records walk-through (carechain demo --records) ------------------------------------------
+
+ACCOUNT_SYSTEM = "urn:carechain:account"
+EMERGENCY_ORG = "seoul-general"
+EMERGENCY_KEY = "er-yoon"
+"""Key name (and account suffix) of the demo's emergency practitioner."""
+CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+
+def ensure_emergency_member(
+    client: Client,
+    data_dir: Path,
+    password: bytes = DEMO_PASSWORD,
+    *,
+    name: str = EMERGENCY_KEY,
+) -> str:
+    """Make sure an emergency practitioner of Seoul General can sign in; its key name.
+
+    Its key is created in the node's keyring (``data_dir``) if missing, and the account is
+    registered with the ``emergency`` capability by ``identity.register_member@1`` signed with
+    the seoul-general admin key of the demo keyring, unless it already exists.
+    """
+    account = f"{EMERGENCY_ORG}.{name}"
+    ring = Keyring(data_dir)
+    try:
+        ring.get_info(name)
+    except NotFoundError:
+        ring.create(name, "ed25519", password, account=account)
+    try:
+        client.account(account)
+        return name
+    except NotFoundError:
+        pass
+    admin = ring.load(f"{EMERGENCY_ORG}-admin", password)
+    pub = ring.export_public(name)
+    args: dict[str, Any] = {
+        "account": account, "capabilities": ["emergency"],
+        "display": "Dr. Yoon Hajin (emergency department)",
+        "keys": [{"alg": pub["alg"], "pub": pub["pub"]}], "licence": "KR-MD-60311",
+        "org": EMERGENCY_ORG, "role": "practitioner",
+    }  # fmt: skip
+    tx = client.build("identity.register_member@1", f"{EMERGENCY_ORG}.admin", args, admin)
+    (result,) = client.submit(tx)
+    if not result.ok:
+        raise DemoFailed(f"registering {account} was rejected: {result.code}: {result.message}")
+    return name
+
+
+def consent_json(subject: str, grantee: str, code: str, purpose: str = "TREAT") -> dict[str, Any]:
+    """An R5 Consent permitting ``grantee`` the consentaction ``code`` for ``purpose``."""
+    return {
+        "resourceType": "Consent", "status": "active", "subject": {"reference": subject},
+        "decision": "permit",
+        "provision": [{
+            "actor": [{"reference": {"reference": grantee}}],
+            "action": [{"coding": [{"system": CONSENT_ACTION, "code": code}]}],
+            "purpose": [{"system": ACT_REASON, "code": purpose}],
+        }],
+    }  # fmt: skip
+
+
+class RecordsDemo(Demo):
+    """A patient's records, consents, a break-glass, the verified access log and an erasure."""
+
+    def __init__(self, client: Client, out: Console, data_dir: Path) -> None:
+        super().__init__(client, out)
+        self.data_dir = data_dir
+
+    def sign_in(self, key: str) -> RecordsClient:
+        rc = RecordsClient(self.client).login(key, DEMO_PASSWORD)
+        self.fact(f"{key} signed in as {rc.account} (custodial session)")
+        return rc
+
+    def denied(self, what: str, attempt: Callable[[], Any]) -> LedgerError:
+        try:
+            attempt()
+        except (AuthorizationError, GoneError) as exc:
+            status = getattr(exc, "status", "?")
+            self.fact(
+                f"denied (HTTP {status}, {exc.code}); audit entry {getattr(exc, 'audit_id', '')}"
+            )
+            return exc
+        raise DemoFailed(f"{what} was permitted; carechain must refuse it")
+
+    def run(self) -> None:
+        self.say("Sign in: the patient, a doctor at Seoul General and a pharmacist at Hanbit")
+        me = self.sign_in("patient-1")
+        kim = self.sign_in("dr-kim")
+        lee = self.sign_in("ph-lee")
+        assert me.account is not None
+        self.proves("people sign with keys their node keeps encrypted; every signature is theirs")
+
+        self.say("The patient lets Seoul General write its records (consent: correct, TREAT)")
+        grant = me.grant_consent(
+            consent_json(f"Patient/{me.account}", "Organization/seoul-general", "correct")
+        )
+        self.fact(f"consent {grant.id} signed by {me.account}; audit entry {grant.audit_id}")
+        self.proves("a hospital writes a patient's record only with the patient's signed consent")
+
+        self.say("dr-kim records the patient and a heart-rate Observation at Seoul General")
+        pat = kim.create({
+            "resourceType": "Patient",
+            "identifier": [{"system": ACCOUNT_SYSTEM, "value": me.account}],
+            "name": [{"family": "Hong", "given": ["Gildong"]}], "gender": "male",
+            "birthDate": "1975-03-02",
+        })  # fmt: skip
+        pid = str(pat.id)
+        obs = kim.create({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                                 "display": "Heart rate"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": "2026-11-01T09:30:00Z",
+            "valueQuantity": {"value": 72, "unit": "beats/minute"},
+        })  # fmt: skip
+        oid = str(obs.id)
+        self.fact(f"Patient/{pid} version {pat.version}; audit entry {pat.audit_id}")
+        self.fact(f"Observation/{oid} version {obs.version}; audit entry {obs.audit_id}")
+        self.proves(
+            "records are stored encrypted off chain, anchored on chain, every write audited"
+        )
+
+        self.say("ph-lee (Hanbit Pharmacy) tries to read the Observation without consent")
+        self.denied("a read without consent", lambda: lee.read("Observation", oid))
+        self.proves("no consent, no data: the refusal is itself an audit entry (HTTP 403)")
+
+        self.say("The patient grants ph-lee read access for treatment (TREAT)")
+        lee_grant = me.grant_consent(
+            consent_json(f"Patient/{pid}", "Practitioner/hanbit-pharmacy.ph-lee", "access")
+        )
+        cid = str(lee_grant.id)
+        self.fact(f"consent {cid}; audit entry {lee_grant.audit_id}")
+        seen = lee.read("Observation", oid)
+        value = seen.resource.get("valueQuantity", {})
+        self.fact(
+            f"permitted: heart rate {value.get('value')} {value.get('unit')}; "
+            f"audit entry {seen.audit_id}"
+        )
+        self.proves("the patient's consent, and nothing else, opened the record to the pharmacy")
+
+        self.say("The patient revokes the consent; ph-lee tries again")
+        rev = me.revoke_consent(cid)
+        self.fact(f"revoked by transaction {rev.transaction}")
+        self.denied("a read after revocation", lambda: lee.read("Observation", oid))
+        self.proves("revocation takes effect from its block; the earlier read stays on record")
+
+        self.say("An emergency: a practitioner with the emergency capability breaks the glass")
+        name = self.emergency_key()
+        er = self.sign_in(name)
+        opened = er.break_glass(pid, "unconscious in the emergency department")
+        session = er.parameters(opened)
+        self.fact(
+            f"break-glass session {session.get('id')} (purpose ETREAT) until "
+            f"{fmt_time(int(session.get('expires') or 0))}; audit entry {opened.audit_id}"
+        )
+        urgent = er.read("Observation", oid, purpose="ETREAT")
+        self.fact(f"permitted under break-glass; audit entry {urgent.audit_id} (flagged)")
+        self.proves("emergencies are never blocked, yet every such access is flagged for review")
+
+        self.say("The patient's access log: every entry's proof verified offline")
+        report = me.verify_audit(me.account)
+        first = grant.audit_id  # this walk-through's first entry; earlier runs are verified too
+        start = next((i for i, e in enumerate(report.entries) if e.tx_id == first), 0)
+        if start:
+            self.fact(f"{start} earlier entries (previous runs) verified, not shown")
+        for check in report.entries[start:]:
+            self.fact(("✓ " if check.ok else "✗ ") + entry_line(check))
+        flagged = [e for e in report.entries if e.entry.get("break_glass")]
+        self.fact(f"{len(flagged)} break-glass access(es) flagged for review")
+        self.fact(
+            f"verified {report.verified} of {report.total} entries against checkpoint size "
+            f"{report.checkpoint.size}"
+        )
+        self.proves("who looked at the record, when, why and on what basis: provable, append-only")
+
+        self.say("The patient erases the Observation")
+        erased = me.erase("Observation", oid, "the patient asked", "patient_request")
+        self.fact(f"erasure receipt {erased.transaction}; audit entry {erased.audit_id}")
+        gone = self.denied("a read after erasure", lambda: kim.read("Observation", oid))
+        if getattr(gone, "status", None) != 410:
+            raise DemoFailed(f"a read after erasure answered {getattr(gone, 'status', '?')}")
+        self.proves("erased means gone: the data key is destroyed, reads answer 410 Gone")
+        for rc in (me, kim, lee, er):
+            rc.logout()
+        self.out.print("\n[bold green]records demo complete[/bold green]: every promise held.")
+
+    def emergency_key(self) -> str:
+        try:
+            RecordsClient(self.client).login(EMERGENCY_KEY, DEMO_PASSWORD).logout()
+            self.fact(f"{EMERGENCY_KEY} is already registered with the emergency capability")
+            return EMERGENCY_KEY
+        except AuthenticationError:
+            pass
+        if not ChainPaths(self.data_dir).exists():
+            raise DemoFailed(
+                "no emergency practitioner yet: pass --dir with the node's data directory so "
+                "the demo can register one with the seoul-general admin key"
+            )
+        name = ensure_emergency_member(self.client, self.data_dir)
+        self.fact(
+            f"registered {EMERGENCY_ORG}.{name} (capability emergency) by "
+            f"identity.register_member@1 signed by {EMERGENCY_ORG}.admin"
+        )
+        return name
+
+
+def demo(
+    url: UrlOption,
+    data_dir: DirOption,
+    records: Annotated[
+        bool,
+        typer.Option(
+            "--records",
+            help="Walk a patient through records, consent, break-glass, the verified access "
+            "log and erasure instead (custodial sign-in with the demo accounts).",
+        ),
+    ] = False,
+) -> None:
     """Walk through registering, proving, replaying, tampering, rotating and revoking."""
     out = Console(highlight=False, soft_wrap=True)
     paths = ChainPaths(data_dir)
@@ -197,11 +422,23 @@ def demo(url: UrlOption, data_dir: DirOption) -> None:
     with handle_errors():
         try:
             with Client(url, genesis=genesis) as client:
-                Demo(client, out).run()
+                if records:
+                    client.check_genesis()
+                    RecordsDemo(client, out, data_dir).run()
+                else:
+                    Demo(client, out).run()
         except UnavailableError as exc:
             exit_with_error(str(exc), "start a node with `carechain node` or pass --url", 1)
         except DemoFailed as exc:
             exit_with_error(f"demo step failed: {exc}", code=1)
 
 
-__all__ = ["Demo", "DemoFailed", "demo", "tamper"]
+__all__ = [
+    "Demo",
+    "DemoFailed",
+    "RecordsDemo",
+    "consent_json",
+    "demo",
+    "ensure_emergency_member",
+    "tamper",
+]

@@ -30,6 +30,7 @@ from carechain.cli.common import DirOption, exit_with_error, handle_errors
 from carechain.cli.demo import demo
 from carechain.cli.keys import keys_app
 from carechain.cli.proof import proof_app
+from carechain.cli.records import register as register_records
 from carechain.cli.render import fmt_time
 from carechain.cli.tx import block_app, tx_app
 from carechain.contracts.identity import ORG_ROLES, patient_account_id
@@ -65,6 +66,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tx_app, name="tx")
 app.add_typer(block_app, name="block")
 app.add_typer(proof_app, name="proof")
+register_records(app)
 
 
 def _version(value: bool) -> None:

@@ -18,26 +18,38 @@ from carechain.client.client import (
     default_url,
 )
 from carechain.client.models import Block, BlockTx, ChainInfo, Result, TxRecord
+from carechain.client.records import (
+    AuditReport,
+    EntryCheck,
+    FhirResult,
+    RecordsClient,
+    error_from_outcome,
+)
 from carechain.client.trust import NodeKey, TrustedCheckpoint, TrustRoot, TrustStore, parse_genesis
 from carechain.merkle import Checkpoint
 
 __all__ = [
     "DEFAULT_URL",
     "URL_ENV",
+    "AuditReport",
     "Block",
     "BlockTx",
     "ChainInfo",
     "Checkpoint",
     "Client",
     "ConsistencyResult",
+    "EntryCheck",
+    "FhirResult",
     "InclusionResult",
     "NodeKey",
+    "RecordsClient",
     "Result",
     "TrustRoot",
     "TrustStore",
     "TrustedCheckpoint",
     "TxRecord",
     "default_url",
+    "error_from_outcome",
     "error_from_problem",
     "parse_genesis",
 ]
