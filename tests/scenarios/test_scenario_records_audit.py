@@ -45,9 +45,12 @@ def test_one_audit_entry_per_call_each_provable(
     me = svc.actor(account, key)
     patient = example("Patient-example")
     patient["identifier"].append({"system": ACCOUNT_SYSTEM, "value": account})
-    svc.create(me, patient)
+    pid = svc.create(me, patient).value.id  # the service assigns the ids
+    ids = []
     for name in ("Observation-blood-pressure", "Observation-abdo-tender", "Encounter-example"):
-        svc.create(me, example(name))
+        res = example(name)
+        res["subject"] = {**res["subject"], "reference": f"Patient/{pid}"}
+        ids.append(svc.create(me, res).value.id)
     er_key = generate_key()
     assert chain.enroll("seoul-general", "dr-er", er_key, capabilities=["emergency"]).ok
     er = svc.actor("seoul-general.dr-er", er_key)
@@ -58,13 +61,13 @@ def test_one_audit_entry_per_call_each_provable(
 
     calls: list[tuple[str, Callable[[], object]]] = []
     for i in range(ROUNDS):
-        rid = ("blood-pressure", "abdo-tender")[i % 2]
+        rid = ids[i % 2]
         calls += [
             ("permit", partial(svc.read, me, "Observation", rid)),
             ("deny", partial(svc.read, lee, "Observation", rid)),
             ("break_glass", partial(svc.read, er, "Observation", rid, purpose="ETREAT")),
             ("permit", lambda: svc.search(me, "Observation", count=5)),
-            ("deny", lambda: svc.search(kim, "Encounter", patient="Patient/example")),
+            ("deny", lambda: svc.search(kim, "Encounter", patient=f"Patient/{pid}")),
         ]
 
     def run(call: tuple[str, Callable[[], object]]) -> str:

@@ -394,7 +394,11 @@ async def search_provenance(request: Request) -> Response:
 
 @router.post("/{rtype}", summary="Create a record (version 1)")
 async def create(rtype: str, request: Request) -> Response:
-    """Validate, store encrypted, anchor; 201 with Location, ETag and X-Audit-Entry."""
+    """Validate, store encrypted, anchor; 201 with Location, ETag and X-Audit-Entry.
+
+    The server assigns the id (opaque): any ``id`` in the body is ignored, so none reaches the
+    chain; the answer and ``Location`` carry the assigned id.
+    """
     check_type(rtype, RECORD_TYPES)
     parsed = parse_resource(await read_body(request), expected_type=rtype)
     purpose = purpose_of(request)

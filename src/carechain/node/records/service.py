@@ -464,12 +464,9 @@ class FileRecordService:
         rtype = str(data["resourceType"])
         body_id = data.get("id")
         if rid is None:  # create
-            rid = body_id if isinstance(body_id, str) else uuid.uuid4().hex
-            existing = self.index.find_record(rtype, rid, self.org)
-            if existing is not None or find_record(self.state, self.org, rtype, rid) is not None:
-                raise ConflictError(
-                    f"{rtype}/{rid} already exists: update it (PUT) instead", code="exists"
-                )
+            # The server always assigns an opaque id (FHIR lets it ignore the body's id): a
+            # client-chosen id would go on chain (anchor ``id`` and ``url``) and may carry PHI.
+            rid = uuid.uuid4().hex
         else:
             if isinstance(body_id, str) and body_id != rid:
                 raise _unprocessable(
