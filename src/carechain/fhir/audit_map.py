@@ -106,6 +106,31 @@ def _basis_entities(basis: Any) -> tuple[list[dict[str, Any]], str | None]:
     return [], None
 
 
+def ledger_entry_view(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``audit.record@1`` view in the shape :func:`audit_event` renders.
+
+    The ledger records ``write`` (a create when it names version 1, else an update) and
+    ``break_glass`` (the opening of a session: rendered as a flagged read); its basis is
+    ``{"kind", "id"?}``; a permit's ``reason`` is its basis, not an outcome detail.
+    """
+    out = dict(entry)
+    action = out.get("action")
+    if action == "write":
+        refs = [str(r) for r in out.get("resources") or ()]
+        out["action"] = "create" if any(r.endswith("/_history/1") for r in refs) else "update"
+    elif action == "break_glass":
+        out["action"], out["break_glass"] = "read", True
+    elif action not in ACTIONS:
+        out["action"] = "read"
+    basis = out.get("basis")
+    if isinstance(basis, Mapping) and "kind" in basis:
+        kind = basis["kind"]
+        out["basis"] = {kind: basis["id"]} if "id" in basis else str(kind)
+    if out.get("outcome") == "permit":
+        out.pop("reason", None)
+    return out
+
+
 def audit_event(entry: Mapping[str, Any], *, observer: str | None = None) -> dict[str, Any]:
     """An R5 AuditEvent (BALP shape) for one committed audit entry.
 

@@ -102,3 +102,37 @@ def test_provenance_validates(version: int) -> None:
     assert prov["activity"]["coding"][0]["code"] == ("CREATE" if version == 1 else "UPDATE")
     roles = [e["role"] for e in prov["entity"]]
     assert roles == (["source"] if version == 1 else ["source", "revision"])
+
+
+LEDGER_ENTRY = {
+    "actor": "seoul-general.dr-kim", "org": "seoul-general", "role": "practitioner",
+    "patient": "pt-0123456789abcdef0123", "purpose": "TREAT", "request": "rq-1",
+    "tx": "ab" * 32, "height": 7, "time": 1767225600000,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "action,resources,basis,outcome,want_code",
+    [
+        ("write", ["Observation/o1/_history/1"], {"kind": "consent", "id": "c" * 16}, "permit",
+         "C"),
+        ("write", ["Observation/o1/_history/2"], {"kind": "author"}, "permit", "U"),
+        ("read", ["Observation/o1/_history/2"], {"kind": "none"}, "deny", "R"),
+        ("break_glass", [], {"kind": "break_glass", "id": "d" * 16}, "permit", "R"),
+        ("erase", ["Observation/o1/_history/2"], {"kind": "custodian"}, "permit", "D"),
+    ],
+)
+def test_ledger_entries_render_as_valid_balp(
+    action: str, resources: list[str], basis: dict[str, str], outcome: str, want_code: str
+) -> None:
+    """audit.record@1 entries (the contract's shape) render as valid R5 AuditEvents."""
+    from carechain.fhir.audit_map import ledger_entry_view
+
+    reason = "no_consent" if outcome == "deny" else "consent"
+    entry = {**LEDGER_ENTRY, "action": action, "resources": resources, "basis": basis,
+             "outcome": outcome, "reason": reason}  # fmt: skip
+    event = audit_event(ledger_entry_view(entry))
+    _r5(event)
+    assert event["action"] == want_code
+    flagged = any(c.get("code") == "BTG" for c in event.get("meta", {}).get("security", []))
+    assert flagged == (action == "break_glass")

@@ -46,7 +46,7 @@ from carechain.fhir import (
     parse_resource,
 )
 from carechain.fhir._time import ms_to_instant
-from carechain.fhir.audit_map import ACTIONS as AUDIT_ACTIONS
+from carechain.fhir.audit_map import ledger_entry_view
 from carechain.fhir.canonical import normalise_patient_reference
 from carechain.fhir.operation_outcome import information
 from carechain.ledger.tx import parse_envelope
@@ -268,31 +268,6 @@ def _proof_extension(proof: Mapping[str, Any]) -> dict[str, Any]:
     return {"url": EXT_INCLUSION_PROOF, "extension": parts}
 
 
-def balp_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """An ``audit.record@1`` view in the shape :func:`audit_event` renders.
-
-    The ledger records ``write`` (a create when it names version 1, else an update) and
-    ``break_glass`` (the opening of a session: rendered as a flagged read); its basis is
-    ``{"kind", "id"?}``; a permit's ``reason`` is its basis, not an outcome detail.
-    """
-    out = dict(entry)
-    action = out.get("action")
-    if action == "write":
-        refs = [str(r) for r in out.get("resources") or ()]
-        out["action"] = "create" if any(r.endswith("/_history/1") for r in refs) else "update"
-    elif action == "break_glass":
-        out["action"], out["break_glass"] = "read", True
-    elif action not in AUDIT_ACTIONS:
-        out["action"] = "read"
-    basis = out.get("basis")
-    if isinstance(basis, Mapping) and "kind" in basis:
-        kind = basis["kind"]
-        out["basis"] = {kind: basis["id"]} if "id" in basis else str(kind)
-    if out.get("outcome") == "permit":
-        out.pop("reason", None)
-    return out
-
-
 @router.get("/AuditEvent", summary="A patient's audit trail as BALP AuditEvents with proofs")
 async def search_audit(request: Request) -> Response:
     """``?patient=``: every audit entry about the patient, each with its inclusion proof."""
@@ -318,7 +293,7 @@ async def search_audit(request: Request) -> Response:
     page = views[query.offset : query.offset + query.count]
     events = []
     for view in page:
-        event = audit_event(balp_entry(view.entry))
+        event = audit_event(ledger_entry_view(view.entry))
         event.setdefault("extension", []).append(_proof_extension(view.proof))
         events.append(event)
     links = bundles.page_links(
