@@ -126,6 +126,12 @@ class UnavailableError(LedgerError):
         self.retry_after = retry_after
 
 
+class TooManyRequestsError(UnavailableError):
+    """The caller must slow down (e.g. repeated failed sign-ins); retry after ``retry_after``."""
+
+    code = "too_many_requests"
+
+
 class InfrastructureError(LedgerError):
     """Storage, ordering or another dependency failed. Commit failures are fatal to the node."""
 

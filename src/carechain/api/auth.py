@@ -51,6 +51,7 @@ from carechain.errors import (
     LedgerError,
     LimitExceededError,
     NotFoundError,
+    TooManyRequestsError,
     UnavailableError,
     ValidationError,
 )
@@ -67,6 +68,10 @@ SESSION_SCOPES = ("user/*.read", "user/*.write")
 CLOCK_SKEW_S = 30
 MAX_FORM_BYTES = 64 * 1024
 MAX_TOKENS = 100_000
+LOGIN_FREE_FAILURES = 5
+"""Failed sign-ins allowed per key name before each further attempt must wait."""
+LOGIN_MAX_LOCKOUT_S = 15 * 60
+"""The longest wait: the delay doubles per failure past the free ones, up to this."""
 MAX_JTIS = 100_000
 GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -117,6 +122,8 @@ class AuthService:
         self._lock = threading.Lock()
         self._tokens: dict[str, TokenInfo] = {}
         self._jtis: dict[tuple[str, str], float] = {}
+        self._login_failures: dict[str, tuple[int, float]] = {}
+        """Key name → (consecutive failures, locked until): slows password guessing."""
         self._purged_at = 0.0
 
     # -- issuing ------------------------------------------------------------------------
@@ -247,11 +254,29 @@ class AuthService:
         refused = AuthenticationError(
             "unknown key name or wrong password", code="invalid_credentials"
         )
+        now = self.clock()
+        with self._lock:
+            failures, locked_until = self._login_failures.get(name, (0, 0.0))
+        if now < locked_until:  # checked before the (expensive) key derivation
+            raise TooManyRequestsError(
+                f"too many failed sign-ins for {name!r}; retry in {int(locked_until - now) + 1} s",
+                retry_after=int(locked_until - now) + 1,
+            )
         try:
             validate_key_name(name)
             key = keyring.load(name, password)
         except (NotFoundError, AuthenticationError, ValidationError):
+            failures += 1
+            wait = 0.0
+            if failures > LOGIN_FREE_FAILURES:
+                wait = min(2.0 ** (failures - LOGIN_FREE_FAILURES), LOGIN_MAX_LOCKOUT_S)
+            with self._lock:
+                if len(self._login_failures) >= MAX_TOKENS:
+                    self._login_failures.clear()
+                self._login_failures[name] = (failures, now + wait)
             raise refused from None
+        with self._lock:
+            self._login_failures.pop(name, None)
         kid = key.kid
         raw = self.node.store.find_state(key_state_key(kid))
         record = orjson.loads(raw) if raw is not None else None

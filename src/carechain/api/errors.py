@@ -42,6 +42,7 @@ from carechain.errors import (
     LimitExceededError,
     NotFoundError,
     SignatureError,
+    TooManyRequestsError,
     UnavailableError,
     ValidationError,
     VerificationError,
@@ -67,6 +68,7 @@ PROBLEM_TABLE: Mapping[type[LedgerError], tuple[int, str]] = {
     DuplicateTransactionError: (409, "Duplicate transaction"),
     ContractError: (422, "Rejected by contract"),
     UnavailableError: (503, "Service unavailable"),
+    TooManyRequestsError: (429, "Too many requests"),
     InfrastructureError: (500, "Internal error"),
     LedgerError: (500, "Internal error"),
 }
