@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import os
 import socket
 import threading
 import time
@@ -26,7 +25,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route
 
 from carechain.contracts.identity import patient_account_id
 from carechain.crypto.signatures import generate_key
@@ -35,19 +34,11 @@ from carechain.ledger.tx import parse_envelope
 from carechain.merkle import inclusion_proof, leaf_hash, root_at
 from carechain.node.chaindir import new_tx
 from carechain.node.node import Node
+from carechain.testing.browser import Chromium
 from carechain.web.routes import STATIC, router
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("CARECHAIN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path("/tmp/explorer-tx.png")
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle" / "inclusion"
 TIMEOUT_MS = 15_000
@@ -126,34 +117,6 @@ def server(demo_node: Node) -> Iterator[str]:
         srv.should_exit = True
         thread.join(timeout=15)
         sock.close()
-
-
-class Chromium:
-    """Debian chromium, launched on first use: a missing binary fails the test (not setup)."""
-
-    def __init__(self) -> None:
-        self._playwright: Playwright | None = None
-        self._browser: Browser | None = None
-
-    def browser(self) -> Browser:
-        if self._browser is None:
-            if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-                pytest.fail(
-                    f"chromium not found at {CHROMIUM} (set CARECHAIN_CHROMIUM): "
-                    "run `make browser-deps`",
-                    pytrace=False,
-                )
-            self._playwright = sync_playwright().start()
-            self._browser = self._playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-            )
-        return self._browser
-
-    def close(self) -> None:
-        if self._browser is not None:
-            self._browser.close()
-        if self._playwright is not None:
-            self._playwright.stop()
 
 
 @pytest.fixture(scope="module")

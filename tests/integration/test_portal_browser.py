@@ -10,7 +10,6 @@ Needs chromium at ``$CARECHAIN_CHROMIUM`` (default ``/usr/bin/chromium``); never
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,54 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
 from carechain.node.chaindir import InitResult
+from carechain.testing.browser import Chromium
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("carechain.node.records", reason="the record service is not installed")
 
-CHROMIUM = os.environ.get("CARECHAIN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path("/tmp/portal.png")
 TIMEOUT_MS = 20_000
 ACCOUNT_SYSTEM = "urn:carechain:account"
 OpenPage = Callable[..., Page]
-
-
-class Chromium:
-    """Debian chromium, launched on first use: a missing binary fails the test (not setup)."""
-
-    def __init__(self) -> None:
-        self._playwright: Playwright | None = None
-        self._browser: Browser | None = None
-
-    def browser(self) -> Browser:
-        if self._browser is None:
-            if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-                pytest.fail(
-                    f"chromium not found at {CHROMIUM} (set CARECHAIN_CHROMIUM): "
-                    "run `make browser-deps`",
-                    pytrace=False,
-                )
-            self._playwright = sync_playwright().start()
-            self._browser = self._playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-            )
-        return self._browser
-
-    def close(self) -> None:
-        if self._browser is not None:
-            self._browser.close()
-        if self._playwright is not None:
-            self._playwright.stop()
 
 
 @pytest.fixture(scope="module")
