@@ -388,10 +388,21 @@ def test_break_glass_by_an_emergency_member_is_highlighted_for_the_patient(
     assert found.status_code == 200, found.text
     assert "Break-glass session opened" in found.text and 'id="results"' in found.text
 
-    me = signed_in(new_client, "patient-2").get("/portal/me").text
+    patient = signed_in(new_client, "patient-2")
+    me = patient.get("/portal/me").text
     sessions = me.split('id="sessions"', 1)[1].split("</table>", 1)[0]
     assert "seoul-general.dr-er" in sessions and "unconscious in &lt;ED&gt;" in sessions
-    assert "awaiting review" in sessions
+    assert "awaiting review" in sessions and "Mark reviewed" in sessions
+    (sid,) = re.findall(r"/portal/break-glass/([0-9a-f]{16})/review", sessions)
+    no_csrf = patient.post(f"/portal/break-glass/{sid}/review", data={})
+    assert no_csrf.status_code == 403  # CSRF still guards it
+    reviewed = patient.post(f"/portal/break-glass/{sid}/review", data={"csrf": csrf(me)})
+    assert reviewed.status_code == 303 and "notice=reviewed" in reviewed.headers["location"]
+    after = patient.get("/portal/me").text.split('id="sessions"', 1)[1].split("</table>", 1)[0]
+    assert "reviewed by you" in after and "Mark reviewed" not in after
+    assert [r["as"] for r in chain.state(f"bg/{sid}")["reviews"]] == ["patient"]
+    again = patient.post(f"/portal/break-glass/{sid}/review", data={"csrf": csrf(me)})
+    assert again.status_code == 409  # a second review is refused
     log = me.split('id="access-log"', 1)[1].split("</table>", 1)[0]
     flagged = re.findall(r'<tr class="break-glass-row".*?</tr>', log, re.S)
     assert len(flagged) >= 2  # the opening and the ETREAT search

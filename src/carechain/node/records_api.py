@@ -195,6 +195,11 @@ class RecordService(Protocol):
         """Open an ETREAT break-glass session."""
         ...
 
+    def review(self, actor: Actor, session: str, note: str | None = None) -> str:
+        """Mark a break-glass session reviewed (``access.review@1``, by the patient or a privacy
+        officer of the organisation); returns the transaction id."""
+        ...
+
     def access_log(self, actor: Actor, patient: str) -> list[AuditView]:
         """Who looked at the patient's records, with inclusion proofs (patient or privacy
         officer only; itself audited)."""

@@ -9,6 +9,7 @@ Pages (HTML, none in the OpenAPI schema)::
                                       per-entry proof status, break-glass sessions
     POST /portal/consents             patient: grant (an R5 Consent → the service's ``grant``)
     POST /portal/consents/{id}/revoke patient: revoke (the service's ``revoke``)
+    POST /portal/break-glass/{id}/review patient: mark a break-glass session reviewed
     GET  /portal/records/{type}/{id}  anyone signed in: one record (the service's audited ``read``)
     GET  /portal/patients?patient=    member: search a patient's records (purpose TREAT)
     POST /portal/break-glass          member with ``emergency``: open an ETREAT session
@@ -54,6 +55,7 @@ from carechain.encoding import MAX_SAFE_INT
 from carechain.errors import (
     AuthenticationError,
     AuthorizationError,
+    ConflictError,
     GoneError,
     LedgerError,
     NotFoundError,
@@ -86,10 +88,11 @@ RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
 CONSENT_ACTIONS = {"read": "access", "write": "correct"}
 """Form action → consentaction code (``correct`` grants read and write)."""
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONSENT_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+_CONSENT_ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 NOTICES = {
     "granted": "Consent granted: the grant is on the ledger.",
     "revoked": "Consent revoked: it stops applying from the revocation's block.",
+    "reviewed": "Break-glass session marked reviewed by you (a ledger transaction).",
     "break_glass": "Break-glass session opened for emergency treatment (purpose ETREAT). "
     "It is time-boxed, audited and will be reviewed.",
 }
@@ -238,6 +241,8 @@ def ledger_error_page(request: Request, exc: LedgerError, session: Session | Non
             reason=exc.code,
             audit_id=audit_id,
         )
+    if isinstance(exc, ConflictError):
+        return error_page(request, 409, "Conflict", exc.message, session, reason=exc.code)
     return error_page(request, 503, "Unavailable", exc.message, session, reason=exc.code)
 
 
@@ -703,6 +708,26 @@ async def revoke(request: Request, consent_id: str) -> Response:
     except LedgerError as exc:
         return ledger_error_page(request, exc, session)
     return RedirectResponse(f"{_base(request)}/portal/me?notice=revoked", status_code=303)
+
+
+@router.post("/portal/break-glass/{session_id}/review", response_class=HTMLResponse)
+async def review_session(request: Request, session_id: str) -> Response:
+    """The patient marks a break-glass session reviewed (the service's ``review``)."""
+    session, _, refused = await _checked_post(request)
+    if refused is not None:
+        return refused
+    assert session is not None
+    if not _CONSENT_ID_RE.match(session_id):  # session ids have the consent ids' shape
+        return error_page(
+            request, 400, "Bad request", f"{session_id[:80]!r} is not a session id", session
+        )
+    records = _records(request)
+    assert records is not None
+    try:
+        await _run(records.review, session.actor, session_id)
+    except LedgerError as exc:
+        return ledger_error_page(request, exc, session)
+    return RedirectResponse(f"{_base(request)}/portal/me?notice=reviewed", status_code=303)
 
 
 # --- records -------------------------------------------------------------------------------

@@ -347,6 +347,16 @@ def test_break_glass_read_is_permitted_and_flagged(chain: Chain, svc: FileRecord
     nobody = member(svc, chain, "nurse-park")
     with pytest.raises(AuthorizationError):
         svc.break_glass(nobody, me.account, "no capability")
+    # review: the patient once, strangers never, unknown sessions not found
+    with pytest.raises(AuthorizationError):
+        svc.review(nobody, sid)
+    with pytest.raises(NotFoundError):
+        svc.review(me, "0" * 16)
+    svc.review(me, sid, "I was in the ED that night")
+    with pytest.raises(ConflictError):
+        svc.review(me, sid)
+    reviews = chain.state(f"bg/{sid}")["reviews"]
+    assert [(r["as"], r["by"]) for r in reviews] == [("patient", me.account)]
 
 
 def _records_db(svc: FileRecordService) -> apsw.Connection:

@@ -103,11 +103,12 @@ MAX_AUDIT_REFS = 100
 MAX_PAGE = 100
 COMMIT_TIMEOUT = 30.0
 
-_CONFLICT_CODES = frozenset({"wrong_version", "wrong_prev", "patient_mismatch"})
+_CONFLICT_CODES = frozenset({"wrong_version", "wrong_prev", "patient_mismatch", "already_reviewed"})
 _GONE_CODES = frozenset({"erased", "already_erased"})
 _NOT_FOUND_CODES = frozenset(
-    {"unknown_record", "unknown_patient", "unknown_consent", "unknown_account", "unknown_org"}
-)
+    {"unknown_record", "unknown_patient", "unknown_consent", "unknown_account", "unknown_org",
+     "unknown_session"}
+)  # fmt: skip
 _FORBIDDEN_CODES = frozenset({"unauthorized", "wrong_purpose", "already_revoked"})
 
 
@@ -967,6 +968,21 @@ class FileRecordService:
             outcome="permit", reason="break_glass",
         )  # fmt: skip
         return Access(value=session, audit_id=audit_id, basis=basis)
+
+    def review(self, actor: Actor, session: str, note: str | None = None) -> str:
+        """``access.review@1`` signed by the patient or a privacy officer; returns the tx id.
+
+        Not an access to PHI (the session's metadata is public ledger state): not audited.
+        """
+        signer = self._signer(actor)
+        args: dict[str, Any] = {"session": session}
+        if note:
+            args["note"] = note
+        tx = new_tx(self.node, "access.review@1", actor.account, args, [signer])
+        receipt = self._commit(tx)
+        if receipt.get("status") != "ok":
+            raise _error_for(receipt, f"the review of break-glass session {session}")
+        return tx.tx_id.hex()
 
     def access_log(self, actor: Actor, patient: str) -> list[AuditView]:
         account = self.resolve_patient(patient)
