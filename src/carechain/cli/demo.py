@@ -36,6 +36,7 @@ from carechain.errors import (
     SignatureError,
     UnavailableError,
 )
+from carechain.fhir.consent_map import consent_resource
 from carechain.ledger.tx import SignedTx, encode_envelope
 from carechain.node.chaindir import DEMO_PASSWORD, ChainPaths
 
@@ -196,8 +197,6 @@ ACCOUNT_SYSTEM = "urn:carechain:account"
 EMERGENCY_ORG = "seoul-general"
 EMERGENCY_KEY = "er-yoon"
 """Key name (and account suffix) of the demo's emergency practitioner."""
-CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
-ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 
 def ensure_emergency_member(
@@ -241,15 +240,7 @@ def ensure_emergency_member(
 
 def consent_json(subject: str, grantee: str, code: str, purpose: str = "TREAT") -> dict[str, Any]:
     """An R5 Consent permitting ``grantee`` the consentaction ``code`` for ``purpose``."""
-    return {
-        "resourceType": "Consent", "status": "active", "subject": {"reference": subject},
-        "decision": "permit",
-        "provision": [{
-            "actor": [{"reference": {"reference": grantee}}],
-            "action": [{"coding": [{"system": CONSENT_ACTION, "code": code}]}],
-            "purpose": [{"system": ACT_REASON, "code": purpose}],
-        }],
-    }  # fmt: skip
+    return consent_resource(subject, grantee, [code], [purpose])
 
 
 class RecordsDemo(Demo):

@@ -37,6 +37,7 @@ from carechain.cli.render import console, fmt_time
 from carechain.client import AuditReport, EntryCheck, FhirResult, RecordsClient
 from carechain.crypto.keystore import PASSWORD_ENV, resolve_password
 from carechain.errors import LedgerError, ValidationError
+from carechain.fhir.consent_map import consent_resource as fhir_consent
 
 records_app = typer.Typer(
     help="Create, read, update, search FHIR records (custodial sign-in).", no_args_is_help=True
@@ -297,32 +298,8 @@ def consent_resource(
     if unknown:
         raise ValidationError(f"--action {unknown[0]!r}: want read or write")
     subject = patient if "/" in patient else f"Patient/{patient}"
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "subject": {"reference": subject},
-        "decision": "deny" if deny else "permit",
-        "provision": [
-            {
-                "actor": [{"reference": {"reference": grantee}}],
-                "action": [
-                    {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/consentaction",
-                                "code": CONSENT_ACTIONS[a],
-                            }
-                        ]
-                    }
-                    for a in actions
-                ],
-                "purpose": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}
-                    for p in purposes
-                ],
-            }
-        ],
-    }
+    codes = [CONSENT_ACTIONS[a] for a in actions]
+    return fhir_consent(subject, grantee, codes, purposes, decision="deny" if deny else "permit")
 
 
 @consent_app.command("grant")

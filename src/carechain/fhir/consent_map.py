@@ -42,7 +42,7 @@ Reverse, :func:`grant_to_consent`: a grant's state record → R5 Consent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from carechain.contracts.consent import PURPOSES
@@ -330,6 +330,42 @@ def default_grantee_reference(grantee: Mapping[str, str]) -> str:
     if "account" in grantee:
         return f"Practitioner/{grantee['account']}"
     return f"Organization/{grantee['org']}"
+
+
+def consent_resource(
+    subject: str,
+    grantee: str,
+    action_codes: Sequence[str],
+    purposes: Sequence[str] = (),
+    *,
+    decision: str = "permit",
+    types: Sequence[str] = (),
+    end: str | None = None,
+) -> dict[str, Any]:
+    """A one-provision R5 Consent: ``subject`` lets ``grantee`` (a reference) do the
+    consentaction ``action_codes`` for ``purposes`` (none: any) on ``types`` (none: all) until
+    ``end`` (a FHIR date; none: open). Empty lists are left out, as FHIR requires."""
+    provision: dict[str, Any] = {
+        "actor": [{"reference": {"reference": grantee}}],
+        "action": [
+            {"coding": [{"system": CONSENT_ACTION_SYSTEM, "code": c}]} for c in action_codes
+        ],
+    }
+    if purposes:
+        provision["purpose"] = [{"system": PURPOSE_SYSTEM, "code": p} for p in purposes]
+    if types:
+        provision["resourceType"] = [
+            {"system": "http://hl7.org/fhir/resource-types", "code": t} for t in types
+        ]
+    if end:
+        provision["period"] = {"end": end}
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "subject": {"reference": subject},
+        "decision": decision,
+        "provision": [provision],
+    }
 
 
 def grant_to_consent(

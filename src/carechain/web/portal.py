@@ -62,7 +62,7 @@ from carechain.errors import (
     ValidationError,
     VerificationError,
 )
-from carechain.fhir.consent_map import CONSENT_ACTION_SYSTEM, PURPOSE_SYSTEM
+from carechain.fhir.consent_map import consent_resource
 from carechain.ledger.tx import ACCOUNT_RE
 from carechain.merkle import (
     NoteVerifier,
@@ -84,7 +84,6 @@ MAX_FORM_BYTES = 16 * 1024
 RECORD_TYPES = tuple(t for t in FHIR_TYPES if t not in ("Consent", "Provenance"))
 """Types a consent may scope and the practitioner search looks through."""
 PRACTITIONER_PURPOSES = ("TREAT", "ETREAT")
-RESOURCE_TYPE_SYSTEM = "http://hl7.org/fhir/resource-types"
 CONSENT_ACTIONS = {"read": "access", "write": "correct"}
 """Form action → consentaction code (``correct`` grants read and write)."""
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -650,25 +649,14 @@ def build_consent(patient: str, form: Sequence[tuple[str, str]]) -> dict[str, An
     if end and not _DATE_RE.match(end):
         raise ValidationError("period end: want a date YYYY-MM-DD")
     reference = f"Organization/{grantee}" if kind == "org" else f"Practitioner/{grantee}"
-    provision: dict[str, Any] = {
-        "actor": [{"reference": {"reference": reference}}],
-        "action": [{"coding": [{"system": CONSENT_ACTION_SYSTEM, "code": c}]} for c in codes],
-    }
-    if purposes:
-        provision["purpose"] = [{"system": PURPOSE_SYSTEM, "code": p} for p in sorted(purposes)]
-    if types:
-        provision["resourceType"] = [
-            {"system": RESOURCE_TYPE_SYSTEM, "code": t} for t in sorted(set(types))
-        ]
-    if end:
-        provision["period"] = {"end": end}
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "subject": {"reference": f"Patient/{patient}"},
-        "decision": "permit",
-        "provision": [provision],
-    }
+    return consent_resource(
+        f"Patient/{patient}",
+        reference,
+        codes,
+        sorted(purposes),
+        types=sorted(set(types)),
+        end=end or None,
+    )
 
 
 @router.post("/portal/consents", response_class=HTMLResponse)
