@@ -18,6 +18,7 @@ from carechain.api.app import create_app
 from carechain.crypto.keystore import Keyring
 from carechain.node.chaindir import DEMO_PASSWORD, ChainPaths, InitResult, init_chain, open_node
 from carechain.node.node import Node
+from carechain.testing.browser import Chromium
 from carechain.testing.chain_driver import FAST_SCRYPT_N, Chain
 
 
@@ -78,6 +79,16 @@ def live_url(demo_node: Node, demo_chain: InitResult) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    """Debian chromium for the browser tests of one module (launched on first use)."""
+    c = Chromium()
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 @pytest.fixture(autouse=True)

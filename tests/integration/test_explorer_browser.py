@@ -119,15 +119,6 @@ def server(demo_node: Node) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    c = Chromium()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 @pytest.fixture
 def open_page(chromium: Chromium, server: str) -> Iterator[OpenPage]:
     """Opens fresh pages on ``server``; any console error or uncaught exception (a CSP

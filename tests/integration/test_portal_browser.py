@@ -31,15 +31,6 @@ ACCOUNT_SYSTEM = "urn:carechain:account"
 OpenPage = Callable[..., Page]
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    c = Chromium()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 @pytest.fixture
 def open_page(chromium: Chromium, live_url: str) -> Iterator[OpenPage]:
     """Fresh pages, each in its own browser context (own cookies); a console error or an
