@@ -86,7 +86,7 @@ RECORD_TYPES = tuple(t for t in FHIR_TYPES if t not in ("Consent", "Provenance")
 PRACTITIONER_PURPOSES = ("TREAT", "ETREAT")
 CONSENT_ACTIONS = {"read": "access", "write": "correct"}
 """Form action → consentaction code (``correct`` grants read and write)."""
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 _CONSENT_ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 NOTICES = {
     "granted": "Consent granted: the grant is on the ledger.",
