@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from carechain.errors import ContractError
+from carechain.errors import ContractError, ValidationError
 from carechain.ledger.execute import Handler, TxContext
 from carechain.ledger.keys import key_state_key
 from carechain.ledger.state import Overlay
@@ -43,6 +43,7 @@ class ContractRegistry:
     def __init__(self) -> None:
         self._kinds: dict[str, KindSpec] = {}
         self._genesis: list[Any] = []
+        self._rule_sections: set[str] = set()
 
     def register(self, kind: str, handler: Handler, **flags: bool) -> None:
         """Register ``handler`` for ``kind`` (``contract.action@version``)."""
@@ -54,6 +55,10 @@ class ContractRegistry:
         """Add a genesis writer ``fn(state, doc)``; writers run in registration order."""
         self._genesis.append(fn)
 
+    def rule_section(self, section: str) -> None:
+        """Declare that a contract reads ``genesis.rules.<section>`` (others are refused)."""
+        self._rule_sections.add(section)
+
     def kinds(self) -> tuple[str, ...]:
         """Every registered kind, sorted."""
         return tuple(sorted(self._kinds))
@@ -63,6 +68,15 @@ class ContractRegistry:
         return None if spec is None else spec.handler
 
     def apply_genesis(self, state: Overlay, doc: Mapping[str, Any]) -> None:
+        rules = doc.get("rules", {})
+        if not isinstance(rules, Mapping):
+            raise ValidationError("genesis.rules: want an object of contract sections")
+        unknown = set(rules) - self._rule_sections
+        if unknown:
+            raise ValidationError(
+                f"genesis.rules: unknown section(s) {sorted(unknown)}; "
+                f"known: {sorted(self._rule_sections)}"
+            )
         for fn in self._genesis:
             fn(state, doc)
 
@@ -117,3 +131,13 @@ class ContractRegistry:
                     f"key {signer.kid} was registered in this block; it may sign from the next",
                     code="key_not_yet_valid",
                 )
+
+
+def genesis_rules(doc: Mapping[str, Any], section: str) -> Mapping[str, Any]:
+    """``genesis.rules.<section>`` (an empty mapping when absent); ValidationError if not an
+    object. Each contract validates the fields of its own section."""
+    rules = doc.get("rules", {})
+    value = rules.get(section, {}) if isinstance(rules, Mapping) else {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"genesis.rules.{section}: want an object")
+    return value

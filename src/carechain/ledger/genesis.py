@@ -5,7 +5,12 @@ The genesis document is the chain's trust root, shared out of band with every me
     {"chain": "<id>", "origin": "<checkpoint origin>", "time": <ms>, "params": {...},
      "orgs": [{"id", "name", "roles": [...],
                "admins": [{"account", "keys": [{"alg", "pub"}]}],
-               "nodes": [{"name", "alg", "pub"}]}]}
+               "nodes": [{"name", "alg", "pub"}]}],
+     "rules": {"<contract>": {...}}}
+
+``rules`` holds the business rules that differ by jurisdiction (prescription fill windows,
+PDMP thresholds, …) as data: each contract's genesis writer validates its own section and
+writes it to ``rules/<contract>`` (defaults when absent); governance may change it later.
 
 Block 0 has no transactions; its ``prev`` is ``tagged_hash("carechain/genesis@1", doc)`` and its
 ``state_root`` commits to the state the contracts' ``apply_genesis`` writes. It is not signed:
@@ -77,7 +82,7 @@ def read_genesis_document(raw: bytes) -> tuple[Mapping[str, Any], str, str]:
     doc = decode_canonical(raw, limits=GENESIS_LIMITS, what="genesis")
     if not isinstance(doc, Mapping):
         raise ValidationError("genesis: want a JSON object")
-    unknown = set(doc) - {"chain", "origin", "time", "params", "orgs"}
+    unknown = set(doc) - {"chain", "origin", "time", "params", "orgs", "rules"}
     if unknown:
         raise ValidationError(f"genesis: unknown field(s) {sorted(unknown)}")
     chain = doc.get("chain")
