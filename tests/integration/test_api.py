@@ -516,3 +516,21 @@ def test_gone_is_410() -> None:
 
     assert status_for(GoneError("erased"))[0] == 410
     assert status_for(NotFoundError("absent"))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1/records/seoul-general/Observation/nothing-here", 404, "not_found"),
+        ("/v1/records/seoul-general/Basic/x", 400, "bad_request"),
+        ("/v1/records/Seoul%20General/Observation/x", 400, "bad_request"),
+        ("/v1/records/seoul-general/Observation/bad%20id", 400, "bad_request"),
+    ],
+)
+def test_record_anchor_lookup_rejections(
+    client: TestClient, path: str, status: int, code: str
+) -> None:
+    resp = client.get(path)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json()["code"] == code

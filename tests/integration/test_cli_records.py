@@ -124,6 +124,16 @@ def test_consent_grant_list_revoke_and_denials(cli: Cli, records: dict[str, str]
     listed = cli.ok("consent", "list", "--patient", pid, key="patient-1").stdout
     assert cid[1] in listed and "hanbit-pharmacy.ph-lee" in listed
     cli.ok("records", "read", "Observation", oid, key="ph-lee")
+    trust = str(Path(records["dir"]) / "own-trust.json")
+    checked = cli.ok("records", "read", "Observation", oid, "--check-against", cli.url,
+                     "--trust-file", trust, key="ph-lee").stdout  # fmt: skip
+    assert "read and checked Observation/" in checked and "hosted by seoul-general" in checked
+    assert "matches the keyed digest anchored on your ledger" in checked
+    doc = json.loads(cli.ok("records", "read", "Observation", oid, "--check-against", cli.url,
+                            "--trust-file", trust, "--json", key="ph-lee").stdout)  # fmt: skip
+    assert doc["org"] == "seoul-general" and doc["version"] == 1 and len(doc["anchor_tx"]) == 64
+    assert_fails(cli("records", "read", "Observation", oid, "--check-against",
+                     "http://127.0.0.1:9", key="ph-lee"), 1, "cannot reach")  # fmt: skip
     assert_fails(cli("records", "read", "Observation", oid, "--purpose", "HRESCH", key="ph-lee"),
                  3, "wrong_purpose")  # fmt: skip
     out = cli.ok("consent", "revoke", cid[1], key="patient-1").stdout
@@ -234,3 +244,23 @@ def test_demo_records_walk_through(live_url: str, demo_chain: InitResult) -> Non
     again = CliRunner().invoke(app, args)  # idempotent: the emergency member is reused
     assert again.exit_code == 0, again.output
     assert "already registered with the emergency capability" in again.stdout
+
+
+def test_attach_and_fetch_an_attachment(cli: Cli, records: dict[str, str], tmp_path: Path) -> None:
+    scan = tmp_path / "scan.pdf"
+    data = b"%PDF-1.7\n" + bytes(range(256)) * 1200
+    scan.write_bytes(data)
+    out = cli.ok("records", "attach", str(scan), "--patient", records["pid"], key="dr-kim").stdout
+    m = re.search(r"attached Binary/(\S+) version 1 \(HTTP 201\)", out)
+    assert m, out
+    got = tmp_path / "got.pdf"
+    out = cli.ok("records", "fetch-attachment", m[1], "-o", str(got), key="dr-kim").stdout
+    assert f"{len(data)} bytes of application/pdf" in out and "audit entry" in out
+    assert got.read_bytes() == data
+    denied = cli("records", "fetch-attachment", m[1], "-o", str(tmp_path / "x"), key="ph-lee")
+    assert_fails(denied, 3, "no_consent", "HTTP 403")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.part").exists()
+    odd = tmp_path / "notes.unknownext"
+    odd.write_bytes(b"x")
+    assert_fails(cli("records", "attach", str(odd), "--patient", records["pid"], key="dr-kim"),
+                 2, "--content-type")  # fmt: skip

@@ -355,3 +355,155 @@ def test_tampered_ciphertext_fails_loudly_and_is_audited(
     log = client.get(f"/v1/patients/{p1}/access-log", headers=p1_headers).json()
     errors = [e["entry"] for e in log["entries"] if e["entry"]["outcome"] == "error"]
     assert any(f"Observation/{oid}/_history/1" in e["resources"] for e in errors)
+
+
+# -- Binary attachments, streamed --------------------------------------------------------------
+
+
+def _pdfish(size: int) -> bytes:
+    """Deterministic bytes that are not valid UTF-8 (a binary attachment)."""
+    block = bytes(range(256))
+    return (b"%PDF-1.7\n" + block * (size // 256 + 1))[:size]
+
+
+def _chunked(data: bytes, size: int = 50_000) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def _binary_world(client: TestClient, demo_chain: InitResult) -> tuple[dict[str, str], str, str]:
+    hospital_may_write(client, demo_chain)
+    kim = login(client, "dr-kim")
+    p1 = _account(demo_chain, "patient-1")
+    pid = client.post("/fhir/Patient", json=patient(p1), headers=kim).json()["id"]
+    return kim, p1, pid
+
+
+def test_binary_streams_in_and_out_and_matches_its_anchor(
+    client: TestClient, demo_chain: InitResult
+) -> None:
+    import base64
+
+    from carechain.encoding import b64u_decode
+    from carechain.fhir import canonical_fhir, keyed_digest
+
+    kim, p1, pid = _binary_world(client, demo_chain)
+    data = _pdfish(3_000_001)  # not a multiple of 3: base64 padding is exercised
+    resp = client.post(
+        "/fhir/Binary",
+        content=_chunked(data),
+        headers={**kim, "Content-Type": "application/pdf", "X-Security-Context": f"Patient/{pid}"},
+    )
+    assert resp.status_code == 201, resp.text
+    created = resp.json()
+    bid = created["id"]
+    assert created["contentType"] == "application/pdf" and "data" not in created
+    assert created["securityContext"] == {"reference": f"Patient/{pid}"}
+    assert resp.headers["location"].endswith(f"/fhir/Binary/{bid}/_history/1")
+
+    raw = client.get(f"/fhir/Binary/{bid}", headers={**kim, "Accept": "application/pdf"})
+    assert raw.status_code == 200, raw.text
+    assert raw.headers["content-type"] == "application/pdf"
+    assert raw.content == data and raw.headers["content-length"] == str(len(data))
+    assert len(raw.headers["x-audit-entry"]) == 64
+    v1 = client.get(f"/fhir/Binary/{bid}/_history/1", headers={**kim, "Accept": "*/*"})
+    assert v1.content == data
+
+    as_json = client.get(f"/fhir/Binary/{bid}", headers={**kim, "Accept": FHIR})
+    assert as_json.status_code == 200, as_json.text
+    doc = as_json.json()
+    assert base64.b64decode(doc["data"]) == data and doc["meta"]["versionId"] == "1"
+    # the reader's check: HMAC(served key, canonical JSON) is the anchored digest
+    anchor = client.get(f"/v1/records/seoul-general/Binary/{bid}").json()
+    key = b64u_decode(as_json.headers["x-record-digest-key"])
+    assert keyed_digest(key, canonical_fhir(doc)) == b64u_decode(anchor["versions"][0]["digest"])
+    assert as_json.headers["x-anchor-tx"] == anchor["versions"][0]["tx"]
+    # negative control: other bytes do not match the anchor
+    doc["data"] = base64.b64encode(data[:-1] + b"\x00").decode()
+    assert keyed_digest(key, canonical_fhir(doc)) != b64u_decode(anchor["versions"][0]["digest"])
+
+    found = client.get(f"/fhir/Binary?patient={pid}", headers=kim).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [bid]
+
+    p1_headers = login(client, "patient-1")
+    log = client.get(f"/v1/patients/{p1}/access-log", headers=p1_headers).json()
+    ref = f"Binary/{bid}/_history/1"
+    mine = [e["entry"] for e in log["entries"] if ref in e["entry"]["resources"]]
+    assert [(e["action"], e["outcome"]) for e in mine].count(("read", "permit")) == 3
+    assert ("write", "permit") in [(e["action"], e["outcome"]) for e in mine]
+
+
+def test_binary_bad_input_and_denials(client: TestClient, demo_chain: InitResult) -> None:
+    kim, _, pid = _binary_world(client, demo_chain)
+    pdf = {**kim, "Content-Type": "application/pdf"}
+    outcome(client.post("/fhir/Binary", content=b"x", headers=pdf), 400)  # no context
+    resp = client.post(
+        "/fhir/Binary", content=b"x", headers={**pdf, "X-Security-Context": "Patient/nobody"}
+    )
+    outcome(resp, 422)
+    resp = client.post(
+        "/fhir/Binary", content=b"x", headers={**kim, "X-Security-Context": f"Patient/{pid}"}
+    )
+    outcome(resp, 415)  # no content type
+    lee = login(client, "ph-lee")  # another organisation, no consent
+    resp = client.post(
+        "/fhir/Binary", content=b"x",
+        headers={**lee, "Content-Type": "application/pdf", "X-Security-Context": f"Patient/{pid}"},
+    )  # fmt: skip
+    assert "not_hosted" in outcome(resp, 403)["issue"][0]["details"]["coding"][0]["code"]
+    ok = client.post(
+        "/fhir/Binary", content=b"scan", headers={**pdf, "X-Security-Context": f"Patient/{pid}"}
+    )
+    assert ok.status_code == 201, ok.text
+    bid = ok.json()["id"]
+    denied = client.get(f"/fhir/Binary/{bid}", headers={**lee, "Accept": "application/pdf"})
+    doc = outcome(denied, 403)
+    assert "no_consent" in doc["issue"][0]["diagnostics"]
+    assert len(denied.headers["x-audit-entry"]) == 64
+    outcome(client.get(f"/fhir/Binary/{bid}/_history/2", headers=kim), 404)
+    outcome(client.get("/fhir/Binary/nope", headers=kim), 404)
+    outcome(client.get(f"/fhir/Binary/{bid}", headers={"Accept": "application/pdf"}), 401)
+
+
+def test_binary_over_the_limit_is_413_and_nothing_is_kept(
+    app: FastAPI, client: TestClient, demo_chain: InitResult
+) -> None:
+    kim, p1, pid = _binary_world(client, demo_chain)
+    app.state.records.store.max_bytes = 1 << 20
+    blobs = demo_chain.paths.root / "records" / "blobs"
+    before = {p for p in blobs.rglob("*") if p.is_file()}
+    resp = client.post(
+        "/fhir/Binary",
+        content=_chunked(_pdfish((1 << 20) + 1)),
+        headers={**kim, "Content-Type": "image/png", "X-Security-Context": f"Patient/{pid}"},
+    )
+    outcome(resp, 413)
+    assert {p for p in blobs.rglob("*") if p.is_file()} == before
+    audit_id = resp.headers["x-audit-entry"]
+    log = client.get(f"/v1/patients/{p1}/access-log", headers=login(client, "patient-1")).json()
+    (entry,) = [e["entry"] for e in log["entries"] if e["entry"]["tx"] == audit_id]
+    assert (entry["outcome"], entry["reason"]) == ("error", "too_large")
+
+
+def test_tampered_binary_fails_before_any_byte_is_sent(
+    client: TestClient, demo_chain: InitResult
+) -> None:
+    kim, p1, pid = _binary_world(client, demo_chain)
+    blobs = demo_chain.paths.root / "records" / "blobs"
+    before = {p for p in blobs.rglob("*") if p.is_file()}
+    resp = client.post(
+        "/fhir/Binary", content=_chunked(_pdfish(400_000)),
+        headers={**kim, "Content-Type": "application/pdf", "X-Security-Context": f"Patient/{pid}"},
+    )  # fmt: skip
+    bid = resp.json()["id"]
+    (blob,) = {p for p in blobs.rglob("*") if p.is_file()} - before
+    data = bytearray(blob.read_bytes())
+    data[-40] ^= 0x01  # in the last chunk: a streamed read would already have sent the first
+    blob.chmod(0o600)
+    blob.write_bytes(bytes(data))
+    resp = client.get(f"/fhir/Binary/{bid}", headers={**kim, "Accept": "application/pdf"})
+    doc = outcome(resp, 500)
+    assert doc["issue"][0]["code"] == "security"
+    log = client.get(f"/v1/patients/{p1}/access-log", headers=login(client, "patient-1")).json()
+    errors = [e["entry"] for e in log["entries"] if e["entry"]["outcome"] == "error"]
+    assert any(f"Binary/{bid}/_history/1" in e["resources"] for e in errors)

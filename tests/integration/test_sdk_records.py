@@ -236,8 +236,16 @@ def test_break_glass_by_an_emergency_practitioner(client: Client, world: dict[st
 # -- a lying node: tampered proofs must fail loudly ---------------------------------------------
 
 
-def lying_client(live_url: str, genesis: bytes, tamper: Any) -> Client:
-    """A Client whose transport rewrites the access-log answer with ``tamper(doc)``."""
+def lying_client(
+    live_url: str,
+    genesis: bytes,
+    tamper: Any,
+    *,
+    path: str = "/access-log",
+    tamper_headers: Any = None,
+) -> Client:
+    """A Client whose transport rewrites 200 answers to paths ending in ``path`` with
+    ``tamper(doc)`` (and ``tamper_headers(headers)``)."""
     real = httpx.Client(base_url=live_url)
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -247,12 +255,14 @@ def lying_client(live_url: str, genesis: bytes, tamper: Any) -> Client:
             )
         )
         body = resp.content
-        if request.url.path.endswith("/access-log") and resp.status_code == 200:
+        headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-length"}
+        headers.pop("content-encoding", None)
+        if request.url.path.endswith(path) and resp.status_code == 200:
             doc = orjson.loads(body)
             tamper(doc)
             body = orjson.dumps(doc)
-        headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-length"}
-        headers.pop("content-encoding", None)
+            if tamper_headers is not None:
+                tamper_headers(headers)
         return httpx.Response(resp.status_code, headers=headers, content=body)
 
     return Client(
@@ -331,3 +341,100 @@ def test_verify_audit_proves_an_older_tree_size_by_consistency(
     assert report.ok and report.total == len(stale)
     assert report.tree_size == stale[0]["proof"]["tree_size"] < report.checkpoint.size
     assert report.root.hex() == stale[0]["proof"]["root"]
+
+
+# -- across organisations: content checked against the reader's own ledger ---------------------
+
+
+def test_cross_org_read_is_checked_against_the_readers_ledger(
+    live_url: str, demo_chain: InitResult, demo_keys: Any, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """A pharmacist of Hanbit (org B) reads an Observation Seoul General (org A) hosts: B signs
+    its token request with its own ledger key, A decides on consent and audits, B checks the
+    content against the anchor in B's own ledger (here the same node, through a second client)."""
+    world["me"].grant_consent(consent(f"Patient/{world['pid']}", "Organization/hanbit-pharmacy"))
+    genesis = demo_chain.paths.genesis.read_bytes()
+    key = demo_keys.load("ph-lee", b"demo")
+
+    def pharmacist_at(host: Client) -> RecordsClient:
+        return RecordsClient(host, token=host.authenticate("hanbit-pharmacy.ph-lee", key))
+
+    with (
+        Client(live_url, genesis=genesis, trust_file=tmp_path / "own.json") as own,
+        Client(live_url, genesis=genesis, trust_file=tmp_path / "host.json") as host,
+    ):
+        lee = pharmacist_at(host)
+        got = lee.read_verified("Observation", world["oid"], ledger=own)
+        assert (got.org, got.version) == ("seoul-general", 1)
+        assert got.resource["valueQuantity"]["value"] == 72
+        assert got.audit_id and got.anchor.tx.tx.body.kind == "records.anchor@1"
+        assert got.anchor.tx.tx.body.sender == "seoul-general.dr-kim"
+        audited = [e["entry"] for e in world["me"].access_log(world["p1"])]
+        assert any(
+            e["tx"] == got.audit_id and e["actor"] == "hanbit-pharmacy.ph-lee" for e in audited
+        )
+        assert lee.read_verified("Observation", world["oid"], ledger=own, version=1).version == 1
+
+
+def _bump_value(doc: dict[str, Any]) -> None:
+    doc["valueQuantity"]["value"] = 73
+
+
+def _other_key(headers: dict[str, str]) -> None:
+    headers["x-record-digest-key"] = "A" * 43
+
+
+def _no_key(headers: dict[str, str]) -> None:
+    headers.pop("x-record-digest-key", None)
+
+
+def _other_anchor(headers: dict[str, str]) -> None:
+    headers["x-anchor-tx"] = headers["x-audit-entry"]  # a real tx, but an audit entry
+
+
+@pytest.mark.parametrize(
+    ("tamper", "tamper_headers", "message"),
+    [
+        (_bump_value, None, "does not match the digest anchored on your ledger"),
+        (lambda doc: None, _other_key, "does not match the digest anchored"),
+        (lambda doc: None, _no_key, "cannot be checked against the ledger"),
+        (lambda doc: None, _other_anchor, "not a records.anchor@1"),
+        (lambda doc: None, None, None),  # negative control: an honest relay verifies
+    ],
+)
+def test_cross_org_read_refuses_a_lying_host(
+    live_url: str,
+    demo_chain: InitResult,
+    demo_keys: Any,
+    world: dict[str, Any],
+    tmp_path: Path,
+    tamper: Any,
+    tamper_headers: Any,
+    message: str | None,
+) -> None:
+    world["me"].grant_consent(consent(f"Patient/{world['pid']}", "Organization/hanbit-pharmacy"))
+    genesis = demo_chain.paths.genesis.read_bytes()
+    key = demo_keys.load("ph-lee", b"demo")
+    path = f"/Observation/{world['oid']}"
+    with (
+        Client(live_url, genesis=genesis, trust_file=tmp_path / "own.json") as own,
+        lying_client(live_url, genesis, tamper, path=path, tamper_headers=tamper_headers) as host,
+    ):
+        lee = RecordsClient(host, token=host.authenticate("hanbit-pharmacy.ph-lee", key))
+        if message is None:
+            assert lee.read_verified("Observation", world["oid"], ledger=own).version == 1
+            return
+        with pytest.raises(VerificationError, match=message):
+            lee.read_verified("Observation", world["oid"], ledger=own)
+
+
+def test_cross_org_read_of_an_erased_record_is_gone(
+    live_url: str, demo_chain: InitResult, world: dict[str, Any], tmp_path: Path
+) -> None:
+    genesis = demo_chain.paths.genesis.read_bytes()
+    world["me"].erase("Observation", world["oid"], "no longer needed")
+    with (
+        Client(live_url, genesis=genesis, trust_file=tmp_path / "own.json") as own,
+        pytest.raises(GoneError),
+    ):
+        world["kim"].read_verified("Observation", world["oid"], ledger=own)

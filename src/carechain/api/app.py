@@ -41,6 +41,7 @@ TAGS = [
     {"name": "chain", "description": "Genesis, chain information and signed checkpoints."},
     {"name": "proofs", "description": "RFC 9162 inclusion and consistency proofs."},
     {"name": "accounts", "description": "Accounts, their keys and transactions."},
+    {"name": "records", "description": "On-chain anchors of off-chain records (no PHI)."},
     {"name": "auth", "description": "SMART Backend Services: JWT assertion → bearer token."},
     {"name": "fhir", "description": "FHIR R5 REST facade: records, consent, audit, erasure."},
     {"name": "operations", "description": "Health and Prometheus metrics."},

@@ -27,9 +27,10 @@ the message, ``audit_id`` and ``status`` as attributes).
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 import orjson
@@ -50,6 +51,10 @@ from carechain.errors import (
     VerificationError,
 )
 from carechain.merkle import leaf_hash, verify_inclusion
+
+if TYPE_CHECKING:
+    from carechain.client.attachments import Downloaded
+    from carechain.client.crossorg import VerifiedRecord
 
 PROBLEM_SYSTEM = "https://carechain.dev/problems"
 """Code system of carechain error codes in an OperationOutcome's ``details.coding``."""
@@ -394,6 +399,51 @@ class RecordsClient:
             headers=headers,
             purpose=purpose,
         )
+
+    def read_verified(
+        self,
+        rtype: str,
+        rid: str,
+        *,
+        ledger: Client,
+        version: int | None = None,
+        purpose: str | None = None,
+    ) -> VerifiedRecord:
+        """Read a record (possibly hosted by another organisation's node) and check its content
+        against the anchor on ``ledger`` — a client of *your own* node with your trust store
+        (:mod:`carechain.client.crossorg`). Raises VerificationError on any mismatch."""
+        from carechain.client.crossorg import read_verified
+
+        return read_verified(self, ledger, rtype, rid, version=version, purpose=purpose)
+
+    def attach(
+        self,
+        source: Path | Iterable[bytes],
+        *,
+        content_type: str,
+        patient: str,
+        purpose: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> FhirResult:
+        """Upload an attachment as a ``Binary``, streamed (:mod:`carechain.client.attachments`)."""
+        from carechain.client.attachments import upload
+
+        return upload(self, source, content_type=content_type, patient=patient,
+                      purpose=purpose, progress=progress)  # fmt: skip
+
+    def fetch_attachment(
+        self,
+        rid: str,
+        sink: BinaryIO,
+        *,
+        version: int | None = None,
+        purpose: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Downloaded:
+        """Write a ``Binary``'s raw content to ``sink``, streamed; what was written."""
+        from carechain.client.attachments import download
+
+        return download(self, rid, sink, version=version, purpose=purpose, progress=progress)
 
     def history(self, rtype: str, rid: str, *, purpose: str | None = None) -> FhirResult:
         """A history Bundle of every version, newest first."""

@@ -16,10 +16,11 @@ are length-prefixed, so distinct (system, value) pairs never frame to the same b
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import rfc8785
@@ -108,9 +109,60 @@ def patient_identifier(resource: Mapping[str, Any]) -> tuple[str, str] | None:
     return None if best is None else (best[2], best[3])
 
 
+class BinaryCanonicalizer:
+    """The canonical bytes of a ``Binary``, produced while its raw content streams past.
+
+    A Binary uploaded as raw bytes (``POST /fhir/Binary`` with its own media type) is stored as
+    those bytes; its anchor digest is nevertheless over ``canonical_fhir`` of the Binary
+    resource it stands for::
+
+        {"contentType": <ct>, "data": <base64 of the bytes>, "id": <id>,
+         "resourceType": "Binary", "securityContext": {"reference": <ref>}}
+
+    RFC 8785 orders those keys exactly so and never escapes the base64 alphabet, so the bytes
+    are ``head ‖ base64(content) ‖ tail``, computed here chunk by chunk in bounded memory. A
+    reader that receives the JSON form recomputes the same digest with ``canonical_fhir``.
+    """
+
+    def __init__(self, *, rid: str, content_type: str, security_context: str) -> None:
+        self._carry = b""
+        self.head = b'{"contentType":' + rfc8785.dumps(content_type) + b',"data":"'
+        """The bytes before the base64 data."""
+        self.tail = (
+            b'","id":' + rfc8785.dumps(rid) + b',"resourceType":"Binary","securityContext":'
+            + rfc8785.dumps({"reference": security_context}) + b"}"
+        )  # fmt: skip
+        """The bytes after the base64 data."""
+
+    def update(self, raw: bytes) -> bytes:
+        """The base64 text of ``raw`` that is complete so far (multiples of 3 bytes)."""
+        data = self._carry + raw
+        cut = len(data) - len(data) % 3
+        self._carry = data[cut:]
+        return base64.b64encode(data[:cut])
+
+    def finish(self) -> bytes:
+        """The last base64 text (with padding)."""
+        out, self._carry = base64.b64encode(self._carry), b""
+        return out
+
+
+def binary_canonical_chunks(
+    chunks: Iterable[bytes], *, rid: str, content_type: str, security_context: str
+) -> Iterator[bytes]:
+    """The canonical bytes of a raw Binary in pieces (:class:`BinaryCanonicalizer`)."""
+    canon = BinaryCanonicalizer(rid=rid, content_type=content_type,
+                                security_context=security_context)  # fmt: skip
+    yield canon.head
+    for chunk in chunks:
+        yield canon.update(bytes(chunk))
+    yield canon.finish() + canon.tail
+
+
 SUBJECT_FIELDS: dict[str, str] = {
     "AllergyIntolerance": "patient",
     "AuditEvent": "patient",
+    "Binary": "securityContext",
     "Condition": "subject",
     "Consent": "subject",
     "DiagnosticReport": "subject",

@@ -24,7 +24,7 @@ with outcome ``error``), ``ConflictError`` (409: version mismatch on update).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -77,6 +77,24 @@ class StoredVersion:
     """Block time of the anchor (ms): ``meta.lastUpdated``."""
     digest: str
     """Hex keyed digest on chain."""
+    digest_key: str | None = None
+    """Base64url blinding key of this version (``X-Record-Digest-Key``): given only with the
+    content to a reader the hosting node authorised, so that reader can recompute ``digest``
+    from what it received and check it against its own copy of the ledger."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BinaryContent:
+    """A Binary attachment's verified content, as a stream."""
+
+    version: StoredVersion
+    """The version (its ``resource`` without ``data``)."""
+    content_type: str
+    """The attachment's media type."""
+    size: int
+    """Size in bytes."""
+    chunks: Iterator[bytes]
+    """The plaintext in chunks (each authenticated as it is decrypted); close it when done."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +156,25 @@ class RecordService(Protocol):
         purpose: str = "TREAT",
     ) -> Access[StoredVersion]:
         """Store and anchor the next version (ConflictError if ``if_match`` is stale)."""
+        ...
+
+    def create_binary(
+        self,
+        actor: Actor,
+        *,
+        content_type: str,
+        security_context: str,
+        chunks: Iterable[bytes],
+        purpose: str = "TREAT",
+    ) -> Access[StoredVersion]:
+        """Stream a raw attachment (``Binary``) into the store and anchor it (version 1);
+        ``security_context`` is ``Patient/<id>`` of a Patient stored here."""
+        ...
+
+    def read_binary(
+        self, actor: Actor, rid: str, *, version: int | None = None, purpose: str = "TREAT"
+    ) -> Access[BinaryContent]:
+        """A Binary's content as a verified stream (checked against its digest first)."""
         ...
 
     def read(

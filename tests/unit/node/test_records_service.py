@@ -512,3 +512,54 @@ def test_keys_are_created_lazily_and_records_survive_a_restart(
     finally:
         node.stop()
         node.store.close()
+
+
+def test_binary_attachments_stream_in_bounded_memory(chain: Chain, svc: FileRecordService) -> None:
+    """A 24 MiB attachment goes in and out without being held whole: traced peak memory stays
+    under 4 MiB (the content itself is six times that); negative control: holding it whole
+    shows up in the same measurement."""
+    import tracemalloc
+
+    me, sent = seed(chain, svc)
+    size, piece = 24 << 20, bytes(range(256)) * 256  # 64 KiB
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(size // len(piece)):
+            yield piece
+
+    tracemalloc.start()
+    try:
+        created = svc.create_binary(me, content_type="application/dicom",
+                                    security_context=f"Patient/{sent['Patient']['id']}",
+                                    chunks=chunks())  # fmt: skip
+        _, peak_in = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        read = svc.read_binary(me, created.value.id)
+        total = sum(len(c) for c in read.value.chunks)
+        _, peak_out = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = b"".join(chunks())  # the negative control
+        _, peak_whole = tracemalloc.get_traced_memory()
+        del whole
+    finally:
+        tracemalloc.stop()
+    assert total == size and read.value.size == size
+    assert read.value.content_type == "application/dicom"
+    assert peak_in < 4 << 20, peak_in
+    assert peak_out < 4 << 20, peak_out
+    assert peak_whole > size, peak_whole
+
+
+@pytest.mark.parametrize("value", [0, -1, "big", True, 1024])
+def test_attachment_limit_config_is_checked(demo_chain: InitResult, value: Any) -> None:
+    from carechain.errors import ConfigurationError
+    from carechain.node.records.service import max_attachment_bytes
+
+    paths = ChainPaths(demo_chain.paths.root)
+    config = json.loads(paths.config.read_text())
+    assert max_attachment_bytes(paths) == 64 << 20  # the default
+    paths.config.write_text(json.dumps({**config, "max_attachment_bytes": 256 << 20}))
+    assert max_attachment_bytes(paths) == 256 << 20
+    paths.config.write_text(json.dumps({**config, "max_attachment_bytes": value}))
+    with pytest.raises(ConfigurationError, match="max_attachment_bytes"):
+        max_attachment_bytes(paths)

@@ -62,6 +62,10 @@ ACCEPTED_MEDIA = frozenset({"application/fhir+json", "application/json"})
 MAX_BODY_BYTES = 8 << 20
 """Largest accepted request body (8 MiB), checked before and while reading."""
 AUDIT_HEADER = "X-Audit-Entry"
+DIGEST_KEY_HEADER = "X-Record-Digest-Key"
+"""Base64url blinding key of the served version: HMAC-SHA256(key, canonical) = anchor digest."""
+ANCHOR_HEADER = "X-Anchor-Tx"
+"""Hex id of the transaction that anchored the served version."""
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 DEFAULT_PURPOSE = "TREAT"
 
@@ -257,7 +261,9 @@ def etag(version: int) -> str:
 
 __all__ = [
     "ACCEPTED_MEDIA",
+    "ANCHOR_HEADER",
     "AUDIT_HEADER",
+    "DIGEST_KEY_HEADER",
     "FHIR_JSON",
     "MAX_BODY_BYTES",
     "PURPOSE_HEADER",

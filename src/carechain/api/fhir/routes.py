@@ -25,7 +25,9 @@ from carechain.api.auth import current_actor, current_token, scope_covers
 from carechain.api.fhir import bundles
 from carechain.api.fhir.capability import capability_statement
 from carechain.api.fhir.http import (
+    ANCHOR_HEADER,
     AUDIT_HEADER,
+    DIGEST_KEY_HEADER,
     FhirRoute,
     check_type,
     etag,
@@ -105,6 +107,9 @@ def _version_headers(
     }
     if location:
         headers["Location"] = f"{_base(request)}/{v.type}/{v.id}/_history/{v.version}"
+    if v.digest_key is not None:  # lets the reader check the content against the ledger
+        headers[DIGEST_KEY_HEADER] = v.digest_key
+        headers[ANCHOR_HEADER] = v.anchor_tx
     return headers
 
 

@@ -24,9 +24,9 @@ RECORD_TYPES: tuple[str, ...] = tuple(
 )
 """Types stored as records: create, read, vread, update, history, search, delete (erase).
 
-The record service stores patient records only: a Patient, or a resource whose subject is one
-(``SUBJECT_FIELDS``). Practitioner, Organization and Binary are not about a patient and are
-not served (404 not-supported) until the service stores them."""
+The record service stores patient records: a Patient, or a resource whose subject is one
+(``SUBJECT_FIELDS``; a Binary's is its ``securityContext``). Binary attachments also stream raw
+(``api/fhir/binary.py``)."""
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100

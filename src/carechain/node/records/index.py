@@ -9,7 +9,8 @@ wrong blob fails the digest, a changed wrapped key fails its unwrap).
 Schema::
 
     versions(org, type, id, version, address, wrapped_key, kek_id, media_type, patient,
-             last_updated, anchor_tx)        one row per anchored version
+             last_updated, anchor_tx, context)  one row per anchored version; ``context`` is
+                                             a raw Binary's securityContext (schema 2)
     records(org, type, id, patient, latest, last_updated, code, system_code, pindex,
             status)                          one row per record: search columns, latest version
 
@@ -35,7 +36,7 @@ import apsw
 
 from carechain.errors import ConfigurationError, InfrastructureError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INDEX_DB_NAME = "index.sqlite"
 
 _SCHEMA = """
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS versions (
     patient      TEXT NOT NULL,
     last_updated INTEGER NOT NULL,
     anchor_tx    TEXT NOT NULL,
+    context      TEXT,
     PRIMARY KEY (org, type, id, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
@@ -87,6 +89,8 @@ class VersionRow:
     patient: str
     last_updated: int
     anchor_tx: str
+    context: str | None = None
+    """A raw Binary's ``securityContext`` reference (its content is stored as raw bytes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,17 +112,17 @@ class RecordRow:
 
 _VCOLS = (
     "org, type, id, version, address, wrapped_key, kek_id, media_type, patient, last_updated, "
-    "anchor_tx"
+    "anchor_tx, context"
 )
 _RCOLS = "org, type, id, patient, latest, last_updated, code, system_code, pindex, status"
 
 
 def _vrow(row: Sequence[Any]) -> VersionRow:
-    org, t, i, v, a, w, k, m, p, lu, tx = row
+    org, t, i, v, a, w, k, m, p, lu, tx, ctx = row
     return VersionRow(
         org=org, type=t, id=i, version=v, address=a,
         wrapped_key=None if w is None else bytes(w), kek_id=k, media_type=m, patient=p,
-        last_updated=lu, anchor_tx=tx,
+        last_updated=lu, anchor_tx=tx, context=ctx,
     )  # fmt: skip
 
 
@@ -157,6 +161,12 @@ class RecordIndex:
                 if version is None:
                     conn.execute(
                         "INSERT INTO schema_meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                elif version == "1":  # schema 1 → 2: raw Binary contexts
+                    conn.execute("ALTER TABLE versions ADD COLUMN context TEXT")
+                    conn.execute(
+                        "UPDATE schema_meta SET value = ? WHERE key = 'schema_version'",
                         (str(SCHEMA_VERSION),),
                     )
                 elif version != str(SCHEMA_VERSION):
@@ -264,10 +274,10 @@ class RecordIndex:
             try:
                 with self._conn:
                     self._conn.execute(
-                        f"INSERT INTO versions ({_VCOLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        f"INSERT INTO versions ({_VCOLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (row.org, row.type, row.id, row.version, row.address, row.wrapped_key,
                          row.kek_id, row.media_type, row.patient, row.last_updated,
-                         row.anchor_tx),
+                         row.anchor_tx, row.context),
                     )  # fmt: skip
                     self._conn.execute(
                         f"INSERT OR REPLACE INTO records ({_RCOLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",

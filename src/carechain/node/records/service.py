@@ -35,7 +35,7 @@ import hmac
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from carechain.crypto.signatures import PrivateKey
 from carechain.encoding import JsonValue, b64u_decode, b64u_encode
 from carechain.errors import (
     AuthorizationError,
+    ConfigurationError,
     ConflictError,
     ContractError,
     GoneError,
@@ -84,15 +85,18 @@ from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import NoteVerifier, inclusion_proof, leaf_hash, open_checkpoint
 from carechain.node.chaindir import ChainPaths, load_index_key, load_record_kek, new_tx
 from carechain.node.node import Node
+from carechain.node.records.binary import create_binary, raw_as_json, read_binary
 from carechain.node.records.index import INDEX_DB_NAME, RecordIndex, RecordRow, VersionRow
 from carechain.node.records_api import (
     Access,
     Actor,
     AuditView,
+    BinaryContent,
     SearchPage,
     StoredVersion,
 )
 from carechain.storage.offchain import FileRecordStore
+from carechain.storage.offchain.base import DEFAULT_MAX_BYTES
 
 ACCOUNT_SYSTEM = "urn:carechain:account"
 """Identifier system naming a ledger account (a Patient's patient account, a Practitioner's
@@ -559,7 +563,9 @@ class FileRecordService:
                 pindex=pindex, status="active",
             ),
         )  # fmt: skip
-        stored = self._stored(org, rtype, rid, patient, entry, orjson.loads(canonical))
+        stored = self._stored(
+            org, rtype, rid, patient, entry, orjson.loads(canonical), b64u_encode(blinding)
+        )
         audit_id = self._audit(
             actor, patient=patient, action="write", resources=[ref], purpose=purpose,
             basis=decision.basis(), outcome="permit", reason=decision.reason,
@@ -574,6 +580,7 @@ class FileRecordService:
         patient: str,
         entry: Mapping[str, Any],
         data: dict[str, Any],
+        digest_key: str | None = None,
     ) -> StoredVersion:
         version, time = int(entry["version"]), int(entry["time"])
         meta = dict(data.get("meta") or {})
@@ -583,7 +590,7 @@ class FileRecordService:
         return StoredVersion(
             org=org, type=rtype, id=rid, version=version, resource=data, patient=patient,
             author=str(entry["author"]), anchor_tx=str(entry["tx"]), height=int(entry["height"]),
-            time=time, digest=str(entry["digest"]),
+            time=time, digest=str(entry["digest"]), digest_key=digest_key,
         )  # fmt: skip
 
     # -- reads -------------------------------------------------------------------------------
@@ -604,6 +611,10 @@ class FileRecordService:
         row = self.index.find_version(org, rtype, rid, version)
         if row is None or row.wrapped_key is None:
             raise _integrity(f"{where}: the local index has no key for this anchored version")
+        if row.context is not None:  # a raw Binary attachment: its JSON form
+            data, key = raw_as_json(self, row, entry)
+            return self._stored(org, rtype, rid, str(rec["patient"]), entry, data,
+                                b64u_encode(key))  # fmt: skip
         try:
             blinding = self.kek.unwrap(row.wrapped_key)
             content = self.store.read_all(row.address, MAX_RESOURCE_BYTES)
@@ -618,7 +629,9 @@ class FileRecordService:
             raise _integrity(f"{where}: stored content is not JSON") from exc
         if data.get("resourceType") != rtype or data.get("id") != rid:
             raise _integrity(f"{where}: stored content is another resource")
-        return self._stored(org, rtype, rid, str(rec["patient"]), entry, data)
+        return self._stored(
+            org, rtype, rid, str(rec["patient"]), entry, data, b64u_encode(blinding)
+        )
 
     def _read(
         self,
@@ -642,10 +655,11 @@ class FileRecordService:
             )
         try:
             out = [self._load(rec, v) for v in versions]
-        except VerificationError as exc:
+        except LedgerError as exc:  # after a decision: audited whatever went wrong
             audit_id = self._audit(
                 actor, patient=patient, action="read", resources=refs, purpose=purpose,
-                basis=decision.basis(), outcome="error", reason="integrity",
+                basis=decision.basis(), outcome="error",
+                reason="integrity" if isinstance(exc, VerificationError) else exc.code,
             )  # fmt: skip
             _tagged(exc, audit_id)
             raise
@@ -654,6 +668,24 @@ class FileRecordService:
             basis=decision.basis(), outcome="permit", reason=decision.reason,
         )  # fmt: skip
         return out, audit_id, decision
+
+    def create_binary(
+        self,
+        actor: Actor,
+        *,
+        content_type: str,
+        security_context: str,
+        chunks: Iterable[bytes],
+        purpose: str = "TREAT",
+    ) -> Access[StoredVersion]:
+        return create_binary(self, actor, content_type=content_type,
+                             security_context=security_context, chunks=chunks,
+                             purpose=purpose)  # fmt: skip
+
+    def read_binary(
+        self, actor: Actor, rid: str, *, version: int | None = None, purpose: str = "TREAT"
+    ) -> Access[BinaryContent]:
+        return read_binary(self, actor, rid, version=version, purpose=purpose)
 
     def read(
         self, actor: Actor, rtype: str, rid: str, *, purpose: str = "TREAT"
@@ -1045,12 +1077,31 @@ class FileRecordService:
         return out
 
 
+MAX_ATTACHMENT_KEY = "max_attachment_bytes"
+"""``DIR/config.json`` key: the largest record or attachment accepted (bytes)."""
+
+
+def max_attachment_bytes(paths: ChainPaths) -> int:
+    """The node's attachment limit: ``config.json``'s ``max_attachment_bytes`` (default 64 MiB).
+
+    Raises ConfigurationError for anything but a positive integer."""
+    config = orjson.loads(paths.config.read_bytes()) if paths.config.exists() else {}
+    value = config.get(MAX_ATTACHMENT_KEY, DEFAULT_MAX_BYTES) if isinstance(config, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < MAX_RESOURCE_BYTES:
+        raise ConfigurationError(
+            f"{paths.config}: {MAX_ATTACHMENT_KEY} must be an integer of at least "
+            f"{MAX_RESOURCE_BYTES} bytes (the FHIR JSON limit), got {value!r}"
+        )
+    return value
+
+
 def open_record_service(node: Node, root: Path, *, base_url: str) -> FileRecordService:
     """The record service of the chain in ``root`` (KEK and index key created if missing)."""
     kek = load_record_kek(root)
     index_key = load_index_key(root)
-    records_dir = ChainPaths(root).records
-    store = FileRecordStore(records_dir, kek)
+    paths = ChainPaths(root)
+    records_dir = paths.records
+    store = FileRecordStore(records_dir, kek, max_bytes=max_attachment_bytes(paths))
     try:
         index = RecordIndex(records_dir / INDEX_DB_NAME)
     except BaseException:
