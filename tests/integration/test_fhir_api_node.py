@@ -507,3 +507,55 @@ def test_tampered_binary_fails_before_any_byte_is_sent(
     log = client.get(f"/v1/patients/{p1}/access-log", headers=login(client, "patient-1")).json()
     errors = [e["entry"] for e in log["entries"] if e["entry"]["outcome"] == "error"]
     assert any(f"Binary/{bid}/_history/1" in e["resources"] for e in errors)
+
+
+# -- directory resources: Practitioner, Organization --------------------------------------------
+
+
+def practitioner() -> dict[str, Any]:
+    return {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": "urn:carechain:account", "value": "seoul-general.dr-kim"}],
+        "name": [{"family": "Kim", "given": ["Minji"], "prefix": ["Dr."]}],
+        "qualification": [{"code": {"text": "MD"}}],
+    }
+
+
+def test_directory_resources_are_stored_anchored_and_not_audited(
+    client: TestClient, demo_chain: InitResult
+) -> None:
+    kim, lee = login(client, "dr-kim"), login(client, "ph-lee")
+    resp = client.post("/fhir/Practitioner", json=practitioner(), headers=kim)
+    assert resp.status_code == 201, resp.text
+    assert "x-audit-entry" not in resp.headers  # not PHI: no audit entry
+    prid = resp.json()["id"]
+    anchor = client.get(f"/v1/records/seoul-general/Practitioner/{prid}").json()
+    assert "patient" not in anchor and "index" not in anchor["versions"][0]
+
+    got = client.get(f"/fhir/Practitioner/{prid}", headers=lee)  # another organisation reads
+    assert got.status_code == 200, got.text
+    assert got.json()["name"][0]["family"] == "Kim" and "x-audit-entry" not in got.headers
+    assert got.headers["x-anchor-tx"] == anchor["versions"][0]["tx"]
+    found = client.get(f"/fhir/Practitioner?_id={prid}", headers=lee).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [prid]
+
+    changed = {**got.json(), "name": [{"family": "Kim", "given": ["Min-ji"]}]}
+    resp = client.put(f"/fhir/Practitioner/{prid}", json=changed,
+                      headers={**kim, "If-Match": 'W/"1"'})  # fmt: skip
+    assert resp.status_code == 200 and resp.headers["etag"] == 'W/"2"', resp.text
+    outcome(client.put(f"/fhir/Practitioner/{prid}", json=changed,
+                       headers={**kim, "If-Match": 'W/"1"'}), 412)  # fmt: skip
+
+    org = {"resourceType": "Organization", "name": "Seoul General Hospital", "active": True}
+    resp = client.post("/fhir/Organization", json=org, headers=login(client, "seoul-general-admin"))
+    assert resp.status_code == 201, resp.text
+
+    outcome(client.post("/fhir/Practitioner", json=practitioner(), headers=lee), 403)
+    outcome(client.post("/fhir/Practitioner", json=practitioner(),
+                        headers=login(client, "patient-1")), 403)  # fmt: skip
+    outcome(client.get(f"/fhir/Practitioner/{prid}"), 401)
+    outcome(client.delete(f"/fhir/Practitioner/{prid}?basis=data_error&reason=x", headers=kim), 403)
+    erased = client.delete(f"/fhir/Practitioner/{prid}?basis=data_error&reason=duplicate",
+                           headers=login(client, "seoul-general-admin"))  # fmt: skip
+    assert erased.status_code == 200, erased.text
+    outcome(client.get(f"/fhir/Practitioner/{prid}", headers=lee), 410)

@@ -141,7 +141,7 @@ def _scope(state: Overlay, raw: object, patient: str) -> dict[str, JsonValue]:
             rec = find_record(state, org, rtype, rid)
             if rec is None:
                 raise reject("unknown_record", f"no record {rtype}/{rid} at {org}")
-            if rec["patient"] != patient:
+            if rec.get("patient") != patient:
                 raise reject("unauthorized", f"{rtype}/{rid} at {org} is not {patient}'s record")
             refs.append((org, rtype, rid))
         if len(set(refs)) != len(refs):
@@ -380,7 +380,7 @@ def decide(state: StateView, request: AccessRequest, *, time: int, height: int) 
         found = find_record(state, ref.org, ref.type, ref.id)
         versions = _as_of(found, height) if found is not None else []
         if found is not None and versions:
-            if found["patient"] != req.patient:
+            if found.get("patient") != req.patient:
                 return Decision(permit=False, reason="unknown_record")
             record = found
             rtype = str(found["type"])

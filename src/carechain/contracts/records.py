@@ -2,7 +2,7 @@
 
 State (ADR 0005, "On-chain anchors")::
 
-    rec/<org>/<type>/<id>  {"org", "type", "id", "patient", "status": "active"|"erased",
+    rec/<org>/<type>/<id>  {"org", "type", "id", "patient"?, "status": "active"|"erased",
                             "latest": <version>, "category"?,
                             "versions": [{"version", "digest", "index", "url", "profile"?,
                                           "category"?, "author", "tx", "height", "time"}, ..],
@@ -20,8 +20,10 @@ Invariants:
   block on, and an erased record takes no new version (its off-chain data key is shredded, so
   its digests can no longer be linked to any content);
 * who may anchor: a member of the hosting organisation with a clinical or service role, or the
-  patient themself; who may erase: the patient, or an admin / privacy officer of the hosting
-  organisation with a stated basis.
+  patient themself; directory resources (Organization, Practitioner) have no patient and no
+  secure index, and are anchored by the organisation's admins, clerks and clinical roles;
+* who may erase: the patient, or an admin / privacy officer of the hosting organisation with a
+  stated basis.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ FHIR_TYPES = (
 """The FHIR resource types a record anchor may name (closed set)."""
 AUTHOR_ROLES = ("device", "lab_technician", "nurse", "pharmacist", "practitioner", "service")
 """Member roles that may anchor records of their organisation."""
+DIRECTORY_TYPES = ("Organization", "Practitioner")
+"""Directory resources: about the organisation and its people, never about a patient. Their
+anchors carry no ``patient`` and no ``index``; they are written by the organisation's admins,
+clerks and the roles of :data:`AUTHOR_ROLES`, and erased by an admin or privacy officer."""
+DIRECTORY_ROLES = ("admin", "clerk", *AUTHOR_ROLES)
+"""Member roles that may anchor directory resources of their organisation."""
 ERASE_BASES = (
     "court_order", "data_error", "legal_obligation", "patient_request", "retention_expired",
 )  # fmt: skip
@@ -142,15 +150,17 @@ def _hash_arg(args: Mapping[str, Any], name: str) -> str:
 # -- handlers ----------------------------------------------------------------------------------
 
 
-def _may_anchor(state: Overlay, sender: str, org: str, patient: str) -> None:
-    if sender == patient:
+def _may_anchor(state: Overlay, sender: str, org: str, patient: str | None) -> None:
+    if patient is not None and sender == patient:
         return
+    roles = AUTHOR_ROLES if patient is not None else DIRECTORY_ROLES
     acct = get_account(state, sender)
-    if acct.get("org") != org or acct.get("role") not in AUTHOR_ROLES:
+    if acct.get("org") != org or acct.get("role") not in roles:
+        whom = " or the patient" if patient is not None else ""
         raise reject(
             "unauthorized",
             f"{sender} may not anchor records of {org}: a member of {org} with one of the roles "
-            f"{list(AUTHOR_ROLES)}, or the patient, is required",
+            f"{list(roles)}{whom} is required",
         )
 
 
@@ -159,7 +169,8 @@ def anchor(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
 
     args: ``{"org", "type", "id", "version", "profile"?, "url", "digest", "index", "patient",
     "category"?, "prev"?}`` — ``prev`` is required exactly when ``version > 1`` and must equal
-    the stored digest of version ``version - 1``. The author is the sender.
+    the stored digest of version ``version - 1``. The author is the sender. A directory resource
+    (:data:`DIRECTORY_TYPES`) carries neither ``patient`` nor ``index``.
 
     Steps: 1 shape; 2 organisation active, patient registered; 3 sender may anchor;
     4 version chain (``wrong_version``, ``wrong_prev``, ``erased``, ``patient_mismatch``).
@@ -179,8 +190,11 @@ def anchor(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     profile = _url_arg(args, "profile", optional=True)
     url = str(_url_arg(args, "url"))
     digest = _hash_arg(args, "digest")
-    index = _hash_arg(args, "index")
-    patient = account_arg(args, "patient")
+    directory = rtype in DIRECTORY_TYPES
+    if directory and ("patient" in args or "index" in args):
+        raise reject("bad_args", f"a {rtype} is not about a patient: no args.patient or args.index")
+    index = None if directory else _hash_arg(args, "index")
+    patient = None if directory else account_arg(args, "patient")
     category = code_arg(args, "category", optional=True)
     prev = _hash_arg(args, "prev") if "prev" in args else None
     if version == 1 and prev is not None:
@@ -188,7 +202,7 @@ def anchor(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     if version > 1 and prev is None:
         raise reject("bad_args", "args.prev (the digest of the previous version) is required")
     get_org(state, org)  # step 2
-    if not is_patient(state, patient):
+    if patient is not None and not is_patient(state, patient):
         raise reject("unknown_patient", f"{patient} is not a registered patient")
     sender = tx.body.sender
     _may_anchor(state, sender, org, patient)  # step 3
@@ -198,7 +212,7 @@ def anchor(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
         rec: dict[str, Any] = dict(current)
         if rec["status"] == "erased":
             raise reject("erased", f"{rtype}/{rid} at {org} was erased; it takes no new version")
-        if rec["patient"] != patient:
+        if rec.get("patient") != patient:
             raise reject("patient_mismatch", f"{rtype}/{rid} belongs to another patient")
         latest = int(rec["latest"])
         if version != latest + 1:
@@ -211,12 +225,16 @@ def anchor(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     else:
         if version != 1:
             raise reject("wrong_version", f"{rtype}/{rid} has no version yet: want version 1")
-        rec = {"id": rid, "org": org, "patient": patient, "type": rtype, "versions": []}
-        state.put(patient_record_key(patient, org, rtype, rid), {"height": ctx.height})
+        rec = {"id": rid, "org": org, "type": rtype, "versions": []}
+        if patient is not None:
+            rec["patient"] = patient
+            state.put(patient_record_key(patient, org, rtype, rid), {"height": ctx.height})
     entry: dict[str, JsonValue] = {
-        "author": sender, "digest": digest, "height": ctx.height, "index": index,
-        "time": ctx.time, "tx": tx.tx_id.hex(), "url": url, "version": version,
+        "author": sender, "digest": digest, "height": ctx.height, "time": ctx.time,
+        "tx": tx.tx_id.hex(), "url": url, "version": version,
     }  # fmt: skip
+    if index is not None:
+        entry["index"] = index
     if profile is not None:
         entry["profile"] = profile
     if category is not None:
@@ -228,11 +246,11 @@ def anchor(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     rec["latest"] = version
     rec["status"] = "active"
     state.put(key, rec)
-    ctx.touch(patient)
-    ctx.emit(
-        "records.anchored",
-        {"id": rid, "org": org, "patient": patient, "type": rtype, "version": version},
-    )
+    event: dict[str, JsonValue] = {"id": rid, "org": org, "type": rtype, "version": version}
+    if patient is not None:
+        ctx.touch(patient)
+        event["patient"] = patient
+    ctx.emit("records.anchored", event)
 
 
 def erase(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
@@ -255,7 +273,7 @@ def erase(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     if current is None:
         raise reject("unknown_record", f"no record {rtype}/{rid} at {org}")
     sender = tx.body.sender
-    if sender == current["patient"]:
+    if sender == current.get("patient"):
         if basis != "patient_request":
             raise reject("bad_args", "a patient's erasure states the basis patient_request")
     else:
@@ -276,11 +294,11 @@ def erase(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
         "tx": tx.tx_id.hex(),
     }  # fmt: skip
     state.put(record_key(org, rtype, rid), rec)
-    ctx.touch(str(rec["patient"]))
-    ctx.emit(
-        "records.erased",
-        {"basis": basis, "id": rid, "org": org, "patient": rec["patient"], "type": rtype},
-    )
+    event: dict[str, JsonValue] = {"basis": basis, "id": rid, "org": org, "type": rtype}
+    if "patient" in rec:
+        ctx.touch(str(rec["patient"]))
+        event["patient"] = rec["patient"]
+    ctx.emit("records.erased", event)
 
 
 def register(registry: Any) -> None:
@@ -291,6 +309,8 @@ def register(registry: Any) -> None:
 
 __all__ = [
     "AUTHOR_ROLES",
+    "DIRECTORY_ROLES",
+    "DIRECTORY_TYPES",
     "ERASE_BASES",
     "FHIR_TYPES",
     "StateView",

@@ -158,22 +158,23 @@ class Chain:
 
     def anchor(
         self, by: str, *, org: str = "seoul-general", type: str = "Observation",
-        id: str = "obs-1", version: int = 1, patient: str = "patient-1", **extra: Any,
+        id: str = "obs-1", version: int = 1, patient: str | None = "patient-1", **extra: Any,
     ) -> SignedTx:  # fmt: skip
         """``records.anchor@1`` with plausible defaults (digest/index derived from the
         coordinates; ``prev`` = :func:`fake_digest` of the previous version when version > 1).
-        ``patient`` is a demo name or an account id; ``extra`` overrides or adds args
-        (``None`` removes one)."""
+        ``patient`` is a demo name or an account id (None: a directory resource, no patient and
+        no index); ``extra`` overrides or adds args (``None`` removes one)."""
         args: dict[str, Any] = {
             "digest": fake_digest(org, type, id, version),
             "id": id,
-            "index": b64u_encode(hashlib.sha256(f"index/{patient}".encode()).digest()),
             "org": org,
-            "patient": self._patient_id(patient),
             "type": type,
             "url": f"https://{org}.example/fhir/{type}/{id}/_history/{version}",
             "version": version,
         }
+        if patient is not None:
+            args["index"] = b64u_encode(hashlib.sha256(f"index/{patient}".encode()).digest())
+            args["patient"] = self._patient_id(patient)
         if isinstance(version, int) and version > 1:
             args["prev"] = fake_digest(org, type, id, version - 1)
         sender, key = self._actor(by)

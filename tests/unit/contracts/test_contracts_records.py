@@ -216,3 +216,40 @@ def test_erase_is_replayable(chain: Chain) -> None:
     assert chain.run1(chain.erase("patient-1")).ok
     report = chain.verify()
     assert report.chain.blocks == chain.height() + 1
+
+
+# Directory resources (Organization, Practitioner): no patient, no index; staff of the org.
+_PR: dict[str, Any] = {"type": "Practitioner", "id": "pr-1", "patient": None}
+DIRECTORY_CASES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "practitioner-of-org": ("dr-kim", {}, "ok"),
+    "admin-of-org": ("seoul-general-admin", {}, "ok"),
+    "organization-by-admin": ("seoul-general-admin", {"type": "Organization"}, "ok"),
+    "staff-of-another-org": ("ph-lee", {}, "unauthorized"),
+    "a-patient": ("patient-1", {}, "unauthorized"),
+    "with-a-patient": ("dr-kim", {"patient": "patient-1"}, "bad_args"),
+    "with-an-index": ("dr-kim", {"index": fake_digest("a", "b", "c", 1)}, "bad_args"),
+    "observation-without-patient": ("dr-kim", {"type": "Observation"}, "bad_args"),
+}
+
+
+@pytest.mark.parametrize("by,over,want", list(DIRECTORY_CASES.values()), ids=list(DIRECTORY_CASES))
+def test_directory_anchor(chain: Chain, by: str, over: dict[str, Any], want: str) -> None:
+    tx = chain.anchor(by, **{**_PR, **over})
+    key = "rec/{org}/{type}/{id}".format(**tx.body.args)
+    out = chain.run1(tx)
+    assert out.code == want, out.receipt
+    rec = chain.state(key)
+    if want != "ok":
+        assert rec is None
+        return
+    assert "patient" not in rec and "index" not in rec["versions"][0]
+    assert rec["versions"][0]["author"] == tx.body.sender
+    v2 = chain.run1(chain.anchor(by, **{**_PR, **over, "version": 2}))
+    assert v2.ok and chain.state(key)["latest"] == 2
+    assert chain.run1(chain.erase("patient-1", **{**_PR, **over, "patient": None})).code == (
+        "unauthorized"
+    )
+    erased = chain.run1(
+        chain.erase("seoul-general-admin", type=tx.body.args["type"], id="pr-1", basis="data_error")
+    )
+    assert erased.ok and chain.state(key)["status"] == "erased"

@@ -100,11 +100,9 @@ def _version_headers(
     request: Request, access: Access[StoredVersion], *, location: bool
 ) -> dict[str, str]:
     v = access.value
-    headers = {
-        "ETag": etag(v.version),
-        "Last-Modified": _http_date(v.time),
-        AUDIT_HEADER: access.audit_id,
-    }
+    headers = {"ETag": etag(v.version), "Last-Modified": _http_date(v.time)}
+    if access.audit_id:  # directory resources are not PHI and have no audit entry
+        headers[AUDIT_HEADER] = access.audit_id
     if location:
         headers["Location"] = f"{_base(request)}/{v.type}/{v.id}/_history/{v.version}"
     if v.digest_key is not None:  # lets the reader check the content against the ledger
@@ -420,7 +418,7 @@ async def search(rtype: str, request: Request) -> Response:
     body = bundles.searchset(
         [v.resource for v in page.items], base=_base(request), total=page.total, links=links
     )
-    return fhir_response(body, headers={AUDIT_HEADER: access.audit_id})
+    return fhir_response(body, headers={AUDIT_HEADER: access.audit_id} if access.audit_id else {})
 
 
 @router.get("/{rtype}/{rid}", summary="Read the latest version")
@@ -496,7 +494,11 @@ async def erase(rtype: str, rid: str, request: Request) -> Response:
     access = await _call(run)
     return fhir_response(
         information(f"{rtype}/{rid} erased by transaction {access.value}"),
-        headers={AUDIT_HEADER: access.audit_id, ERASURE_HEADER: access.value},
+        headers={
+            k: v
+            for k, v in ((AUDIT_HEADER, access.audit_id), (ERASURE_HEADER, access.value))
+            if v  # a directory resource's erasure has no audit entry
+        },
     )
 
 
@@ -512,7 +514,7 @@ async def history(rtype: str, rid: str, request: Request) -> Response:
 
     access = await _call(run)
     body = bundles.history(access.value, base=_base(request), self_url=str(request.url))
-    return fhir_response(body, headers={AUDIT_HEADER: access.audit_id})
+    return fhir_response(body, headers={AUDIT_HEADER: access.audit_id} if access.audit_id else {})
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Read one version")

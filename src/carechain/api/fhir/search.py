@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from carechain.contracts.records import DIRECTORY_TYPES
 from carechain.errors import ValidationError
 from carechain.fhir._time import fhir_time_to_ms
 from carechain.fhir.canonical import SUBJECT_FIELDS
@@ -20,13 +21,16 @@ from carechain.fhir.errors import SUPPORTED_TYPES
 SPECIAL_TYPES = frozenset({"AuditEvent", "Consent"})
 """Types with their own endpoints (not stored records)."""
 RECORD_TYPES: tuple[str, ...] = tuple(
-    t for t in SUPPORTED_TYPES if t not in SPECIAL_TYPES and (t == "Patient" or t in SUBJECT_FIELDS)
+    t
+    for t in SUPPORTED_TYPES
+    if t not in SPECIAL_TYPES and (t == "Patient" or t in SUBJECT_FIELDS or t in DIRECTORY_TYPES)
 )
 """Types stored as records: create, read, vread, update, history, search, delete (erase).
 
 The record service stores patient records: a Patient, or a resource whose subject is one
-(``SUBJECT_FIELDS``; a Binary's is its ``securityContext``). Binary attachments also stream raw
-(``api/fhir/binary.py``)."""
+(``SUBJECT_FIELDS``; a Binary's is its ``securityContext``), and the directory resources
+Organization and Practitioner (not about a patient: no consent, no audit). Binary attachments also
+stream raw (``api/fhir/binary.py``)."""
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100

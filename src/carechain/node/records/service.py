@@ -85,6 +85,7 @@ from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import NoteVerifier, inclusion_proof, leaf_hash, open_checkpoint
 from carechain.node.chaindir import ChainPaths, load_index_key, load_record_kek, new_tx
 from carechain.node.node import Node
+from carechain.node.records import directory
 from carechain.node.records.binary import create_binary, raw_as_json, read_binary
 from carechain.node.records.index import INDEX_DB_NAME, RecordIndex, RecordRow, VersionRow
 from carechain.node.records_api import (
@@ -482,6 +483,8 @@ class FileRecordService:
         if not FHIR_ID_RE.match(rid):
             raise _unprocessable(f"{rtype}.id", f"{rid!r} is not a FHIR id")
         data["id"] = rid
+        if directory.is_directory(rtype):
+            return directory.write(self, actor, rtype, rid, data, if_match=if_match)
         org = self.org if actor.kind == "patient" else actor.org
         if org != self.org:
             raise AuthorizationError(
@@ -613,7 +616,7 @@ class FileRecordService:
             raise _integrity(f"{where}: the local index has no key for this anchored version")
         if row.context is not None:  # a raw Binary attachment: its JSON form
             data, key = raw_as_json(self, row, entry)
-            return self._stored(org, rtype, rid, str(rec["patient"]), entry, data,
+            return self._stored(org, rtype, rid, str(rec.get("patient", "")), entry, data,
                                 b64u_encode(key))  # fmt: skip
         try:
             blinding = self.kek.unwrap(row.wrapped_key)
@@ -630,7 +633,8 @@ class FileRecordService:
         if data.get("resourceType") != rtype or data.get("id") != rid:
             raise _integrity(f"{where}: stored content is another resource")
         return self._stored(
-            org, rtype, rid, str(rec["patient"]), entry, data, b64u_encode(blinding)
+            org, rtype, rid, str(rec.get("patient", directory.NO_PATIENT)), entry, data,
+            b64u_encode(blinding),
         )
 
     def _read(
@@ -643,6 +647,10 @@ class FileRecordService:
     ) -> tuple[list[StoredVersion], str, Decision]:
         row, rec = self._locate(rtype, rid)
         versions = pick(rec)
+        if directory.is_directory(rtype):  # not PHI: no decision, no audit entry
+            if rec["status"] == "erased":
+                raise GoneError(f"{rtype}/{rid} was erased", code="erased")
+            return [self._load(rec, v) for v in versions], "", directory.READ_DECISION
         patient = str(rec["patient"])
         refs = [_ref(rtype, rid, v) for v in versions]
         decision = self._decide(
@@ -729,6 +737,11 @@ class FileRecordService:
     ) -> Access[SearchPage]:
         if rtype not in FHIR_TYPES:
             raise NotFoundError(f"{rtype} resources are not stored here")
+        if directory.is_directory(rtype):
+            return directory.search(
+                self, rtype, ids=list(ids), last_updated=last_updated,
+                count=max(0, min(count, MAX_PAGE)), offset=max(0, offset),
+            )  # fmt: skip
         if patient is None:
             if actor.kind != "patient":
                 raise ValidationError(
@@ -791,11 +804,13 @@ class FileRecordService:
                 f"basis {basis!r} is not one of {list(ERASE_BASES)}", code="bad_basis"
             )
         row, rec = self._locate(rtype, rid)
-        patient = str(rec["patient"])
+        patient = str(rec.get("patient", directory.NO_PATIENT))
         refs = [_ref(rtype, rid, v) for v in range(1, int(rec["latest"]) + 1)]
         purpose = "PATRQT" if actor.account == patient else "HOPERAT"
 
         def audit(outcome: str, why: str, kind: str = "none") -> str:
+            if patient == directory.NO_PATIENT:  # a directory resource: not PHI, not audited
+                return ""
             return self._audit(
                 actor, patient=patient, action="erase", resources=refs, purpose=purpose,
                 basis={"kind": kind}, outcome=outcome, reason=why,
