@@ -550,6 +550,11 @@ def test_metadata_lists_exactly_what_is_implemented(client: TestClient) -> None:
         "_count",
         "_offset",
     }
+    assert {"Binary", "Practitioner", "Organization"} <= set(types)
+    assert "X-Security-Context" in types["Binary"]["documentation"]
+    assert "patient" in {p["name"] for p in types["Binary"]["searchParam"]}
+    assert "patient" not in {p["name"] for p in types["Practitioner"]["searchParam"]}
+    assert "not audited" in types["Organization"]["documentation"]
     assert [o["name"] for o in rest["operation"]] == ["break-glass"]
 
 

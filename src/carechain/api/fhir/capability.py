@@ -10,6 +10,7 @@ from typing import Any
 
 from carechain import __version__
 from carechain.api.fhir.search import RECORD_TYPES, search_params
+from carechain.contracts.records import DIRECTORY_TYPES
 
 _PARAM_TYPES = {
     "_id": ("token", "Logical id; a comma-separated list matches any."),
@@ -42,6 +43,17 @@ def _record_resource(rtype: str) -> dict[str, Any]:
     )
     if rtype == "Provenance":
         doc += " search-type (target=) lists the on-chain anchors of a record's versions."
+    if rtype == "Binary":
+        doc += (
+            " Attachments: POST with the content's own media type and X-Security-Context: "
+            "Patient/<id> streams it (limit: the node's max_attachment_bytes); GET with an Accept "
+            "other than FHIR JSON streams it back after checking it against its anchor."
+        )
+    if rtype in DIRECTORY_TYPES:
+        doc += (
+            " A directory resource (not about a patient, not PHI): written by the hosting "
+            "organisation's staff, read and searched by any signed-in account, not audited."
+        )
     return {
         "type": rtype,
         "documentation": doc,
