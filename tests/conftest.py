@@ -37,6 +37,23 @@ def demo_chain(_demo_template: InitResult, tmp_path: Path) -> InitResult:
     return dataclasses.replace(_demo_template, paths=ChainPaths(root))
 
 
+@pytest.fixture(scope="session")
+def _demo_domains_template(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
+    root = tmp_path_factory.mktemp("demo-domains") / "chain"
+    return init_chain(root, demo=True, domains=True, scrypt_n=FAST_SCRYPT_N)
+
+
+@pytest.fixture
+def demo_chain_domains(_demo_domains_template: InitResult, tmp_path: Path) -> InitResult:
+    """A private copy of the demo consortium with the domain demo data too (prescriber and
+    pharmacy credentials, a payer plan and enrolments, supply partners and products, a research
+    sponsor: ``seed_domain_demos``), as ``carechain init --demo`` makes it. A test module that
+    needs it overrides ``demo_chain`` with it (``demo_node``, ``chain``, ``live_url`` follow)."""
+    root = tmp_path / "chain"
+    shutil.copytree(_demo_domains_template.paths.root, root)
+    return dataclasses.replace(_demo_domains_template, paths=ChainPaths(root))
+
+
 @pytest.fixture
 def demo_node(demo_chain: InitResult) -> Iterator[Node]:
     """A running node on ``demo_chain``; stopped and closed afterwards."""

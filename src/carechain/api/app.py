@@ -25,6 +25,10 @@ from carechain.api.fhir import fhir_router, patients_router
 from carechain.api.metrics import Metrics, MetricsMiddleware
 from carechain.api.queries import BlockCache
 from carechain.api.routes import ROUTERS
+from carechain.api.routes import claims as claims_routes
+from carechain.api.routes import prescriptions as rx_routes
+from carechain.api.routes import supply as supply_routes
+from carechain.api.routes import trials as trials_routes
 from carechain.node.node import Node
 from carechain.node.records_api import RecordService
 
@@ -45,6 +49,11 @@ TAGS = [
     {"name": "auth", "description": "SMART Backend Services: JWT assertion → bearer token."},
     {"name": "fhir", "description": "FHIR R5 REST facade: records, consent, audit, erasure."},
     {"name": "operations", "description": "Health and Prometheus metrics."},
+    {"name": "claims", "description": "Claims adjudication: plans, coverage, claims, analytics."},
+    {"name": "prescriptions", "description": "Controlled-substance e-prescriptions, PDMP."},
+    {"name": "trials", "description": "Clinical-trial registry, outcome-switching reports."},
+    {"name": "incentives", "description": "Prevention programmes, wearables, points."},
+    {"name": "supply", "description": "EPCIS 2.0 capture/query, DSCSA custody, verification."},
 ]
 
 DESCRIPTION = """\
@@ -111,9 +120,17 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(fhir_router)
     app.include_router(patients_router)
+    app.include_router(claims_routes.router)
+    app.include_router(rx_routes.router)
+    app.include_router(trials_routes.router)
+    app.include_router(supply_routes.api_router)
     if _web_routes_available():
         web = importlib.import_module(WEB_ROUTES_MODULE)
         app.include_router(web.router)
+        app.include_router(importlib.import_module("carechain.web.claims").router)
+        app.include_router(importlib.import_module("carechain.web.supply").router)
+        app.include_router(importlib.import_module("carechain.web.trials").router)
+        app.include_router(importlib.import_module("carechain.web.rx").router)
         if STATIC_DIR.is_dir():
             app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

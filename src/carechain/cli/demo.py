@@ -21,6 +21,7 @@ from carechain.cli.common import DirOption, exit_with_error, handle_errors
 from carechain.cli.options import UrlOption
 from carechain.cli.records import entry_line
 from carechain.cli.render import checkpoint_line, fmt_time
+from carechain.cli.rx import run_rx_demo
 from carechain.client import Client, RecordsClient
 from carechain.client.models import Result
 from carechain.crypto.keystore import Keyring
@@ -399,6 +400,20 @@ def demo(
             "log and erasure instead (custodial sign-in with the demo accounts).",
         ),
     ] = False,
+    rx: Annotated[
+        bool, typer.Option("--rx", help="Walk an opioid e-prescription and the PDMP instead.")
+    ] = False,
+    claims: Annotated[
+        bool, typer.Option("--claims", help="Bill a visit: approved, duplicate, no encounter.")
+    ] = False,
+    trials: Annotated[
+        bool, typer.Option("--trials", help="A trial's switched outcome; a month of steps.")
+    ] = False,
+    supply: Annotated[
+        bool,
+        typer.Option("--supply", help="Walk a serialised lot from manufacturer to pharmacy "
+                     "instead (EPCIS capture, DSCSA custody, verification, a diverted case)."),
+    ] = False,
 ) -> None:
     """Walk through registering, proving, replaying, tampering, rotating and revoking."""
     out = Console(highlight=False, soft_wrap=True)
@@ -413,9 +428,23 @@ def demo(
     with handle_errors():
         try:
             with Client(url, genesis=genesis) as client:
-                if records:
+                if supply:
+                    from carechain.cli.supply import SupplyDemo
+
+                    SupplyDemo(client, out, data_dir).run()
+                elif records:
                     client.check_genesis()
                     RecordsDemo(client, out, data_dir).run()
+                elif rx:
+                    run_rx_demo(client, out, data_dir)
+                elif claims:
+                    from carechain.cli.claims import run_claims_demo  # imports this module
+
+                    run_claims_demo(client, out, data_dir)
+                elif trials:
+                    from carechain.cli.trials import run_trials_demo  # imports this module
+
+                    run_trials_demo(client, out, data_dir)
                 else:
                     Demo(client, out).run()
         except UnavailableError as exc:

@@ -26,12 +26,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from carechain import __version__
+from carechain.cli.claims import claims_app
 from carechain.cli.common import DirOption, exit_with_error, handle_errors
 from carechain.cli.demo import demo
+from carechain.cli.incentives import incentives_app
 from carechain.cli.keys import keys_app
 from carechain.cli.proof import proof_app
 from carechain.cli.records import register as register_records
 from carechain.cli.render import fmt_time
+from carechain.cli.rx import rx_app
+from carechain.cli.supply import supply_app
+from carechain.cli.trials import trials_app
 from carechain.cli.tx import block_app, tx_app
 from carechain.contracts.identity import ORG_ROLES, patient_account_id
 from carechain.crypto.keystore import PASSWORD_ENV, KeyFileInfo, Keyring, resolve_password
@@ -66,6 +71,11 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tx_app, name="tx")
 app.add_typer(block_app, name="block")
 app.add_typer(proof_app, name="proof")
+app.add_typer(claims_app, name="claims")
+app.add_typer(rx_app, name="rx")
+app.add_typer(supply_app, name="supply")
+app.add_typer(trials_app, name="trials")
+app.add_typer(incentives_app, name="incentives")
 register_records(app)
 
 
@@ -154,6 +164,7 @@ def init(
             roles=roles,
             password=password,
             scrypt_n=scrypt_n,
+            domains=demo_chain,
         )
     _print_init(result, demo_chain and password_file is None)
 

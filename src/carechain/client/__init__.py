@@ -25,6 +25,7 @@ from carechain.client.records import (
     RecordsClient,
     error_from_outcome,
 )
+from carechain.client.rx import RxClient
 from carechain.client.trust import NodeKey, TrustedCheckpoint, TrustRoot, TrustStore, parse_genesis
 from carechain.merkle import Checkpoint
 
@@ -44,6 +45,7 @@ __all__ = [
     "NodeKey",
     "RecordsClient",
     "Result",
+    "RxClient",
     "TrustRoot",
     "TrustStore",
     "TrustedCheckpoint",

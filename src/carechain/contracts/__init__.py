@@ -1,6 +1,19 @@
 """Deterministic contracts: kind → ``apply(state, tx, ctx)``, in an explicit registry."""
 
-from carechain.contracts import access, audit, consent, governance, identity, records
+from carechain.contracts import (
+    access,
+    audit,
+    claims,
+    consent,
+    credentials,
+    governance,
+    identity,
+    incentives,
+    prescriptions,
+    records,
+    supply,
+    trials,
+)
 from carechain.contracts.registry import ContractRegistry
 
 
@@ -13,6 +26,12 @@ def default_contracts() -> ContractRegistry:
     consent.register(registry)
     access.register(registry)
     audit.register(registry)
+    claims.register(registry)
+    trials.register(registry)
+    incentives.register(registry)
+    credentials.register(registry)
+    prescriptions.register(registry)
+    supply.register(registry)
     return registry
 
 

@@ -44,7 +44,7 @@ from carechain.ledger.tx import SignedTx
 
 AUDIT_ACTIONS = ("break_glass", "erase", "read", "search", "write")
 OUTCOMES = ("deny", "error", "permit")
-BASIS_KINDS = ("author", "break_glass", "consent", "custodian", "none", "self")
+BASIS_KINDS = ("author", "break_glass", "consent", "custodian", "law", "none", "self")
 """``custodian``: the hosting organisation acting on a legal basis (an admin's erasure, a
 privacy officer reading the access log); ``reason`` names the basis."""
 ACTOR_ROLES = (*MEMBER_ROLES, "patient")

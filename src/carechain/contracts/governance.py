@@ -1,10 +1,22 @@
-"""Governance: admission and removal of organisations by a majority vote of their admins.
+"""Governance: admission and removal of organisations, and changes of a contract's rules, by
+a majority vote of the organisations' admins.
 
 State::
 
     gov/<proposal id> {"id", "action": "admit_org"|"remove_org", "org": {...} | "<org id>",
                        "proposer", "votes": {"<org id>": true|false}, "status":
                        "open"|"effected"|"rejected", "opened"}
+    gov/<proposal id> {"id", "action": "set_rules", "section", "rules": {...}, "proposer",
+                       "votes", "status", "opened", "effective"?}
+    gov/rules/<section> [{"height", "proposal"}, ..]   rules changes of a section, in order
+    rules/<section>   the rules in force (written at genesis by the owning contract)
+
+``set_rules`` replaces ``rules/<section>`` of any section a contract declared with a validator
+(``registry.rule_section(section, validator)``): ``args.rules`` has the shape of
+``genesis.rules.<section>`` and is validated by that validator when proposed (``unknown_section``,
+``rules_not_governed``, ``invalid_rules``); the proposal keeps the complete validated rules, so
+voters see exactly what would be in force. They apply from the transaction whose vote passes:
+later transactions of that block and every later block read them (``effective`` = that height).
 
 One vote per active organisation, cast by any of its admins; the proposer's organisation votes
 yes. The proposal takes effect in the block where yes votes exceed half of the active
@@ -15,6 +27,7 @@ The proposal id is the first 16 hex digits of the proposing transaction's id.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from carechain.contracts.identity import (
@@ -26,6 +39,8 @@ from carechain.contracts.identity import (
     require_org_admin,
     write_org,
 )
+from carechain.contracts.registry import ContractRegistry
+from carechain.errors import ValidationError
 from carechain.ledger.execute import TxContext
 from carechain.ledger.keys import node_state_key
 from carechain.ledger.state import Overlay
@@ -80,7 +95,14 @@ def _require_another_node(state: Overlay, org_id: str) -> None:
 
 def _effect(state: Overlay, prop: Mapping[str, Any], ctx: TxContext) -> None:
     orgs = _active_orgs(state)
-    if prop["action"] == "admit_org":
+    if prop["action"] == "set_rules":
+        section = str(prop["section"])
+        state.put(f"rules/{section}", prop["rules"])
+        history = state.get(f"gov/rules/{section}")
+        entry = {"height": ctx.height, "proposal": prop["id"]}
+        state.put(f"gov/rules/{section}", [*(history if isinstance(history, list) else []), entry])
+        prop["effective"] = ctx.height  # type: ignore[index]
+    elif prop["action"] == "admit_org":
         write_org(state, prop["org"], ctx.height)
         _index_nodes(state, prop["org"])
         state.put("gov/orgs", sorted([*orgs, prop["org"]["id"]]))
@@ -98,14 +120,42 @@ def _effect(state: Overlay, prop: Mapping[str, Any], ctx: TxContext) -> None:
                 state.put(node_state_key(kid), {**node, "status": "removed"})
 
 
-def propose(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
-    """``governance.propose@1``: ``{"action": "admit_org", "org": {...}}`` or
-    ``{"action": "remove_org", "org": "<id>"}``."""
+def _validated_rules(
+    registry: ContractRegistry | None, args: Mapping[str, Any]
+) -> tuple[str, Mapping[str, Any]]:
+    """(section, complete rules) of a ``set_rules`` proposal, validated by the section's
+    owning contract."""
+    only_fields(args, {"action", "section", "rules"})
+    section = arg(args, "section", str)
+    if registry is None or section not in registry.rule_sections():
+        known = list(registry.rule_sections()) if registry is not None else []
+        raise reject("unknown_section", f"no contract declares rules {section!r}; known: {known}")
+    validator = registry.rule_validator(section)
+    if validator is None:
+        raise reject(
+            "rules_not_governed", f"the rules {section!r} are set at genesis only (no validator)"
+        )
+    try:
+        return section, validator(arg(args, "rules", Mapping))
+    except ValidationError as exc:
+        raise reject("invalid_rules", f"rules {section!r} refused: {exc.message}") from None
+
+
+def propose(
+    state: Overlay, tx: SignedTx, ctx: TxContext, *, registry: ContractRegistry | None = None
+) -> None:
+    """``governance.propose@1``: ``{"action": "admit_org", "org": {...}}``,
+    ``{"action": "remove_org", "org": "<id>"}`` or ``{"action": "set_rules", "section",
+    "rules": {...}}`` (``registry``: where the rules sections and their validators are)."""
     args = tx.body.args
-    only_fields(args, {"action", "org"})
+    only_fields(args, {"action", "org", "section", "rules"})
     voter_org = _admin_org(state, tx.body.sender)
     action = arg(args, "action", str)
-    if action == "admit_org":
+    if action in ("admit_org", "remove_org"):
+        only_fields(args, {"action", "org"})
+    if action == "set_rules":
+        section, rules = _validated_rules(registry, args)
+    elif action == "admit_org":
         org = arg(args, "org", Mapping)
         probe = state.child()
         write_org(probe, org, ctx.height)  # validate now; written again on effect
@@ -114,12 +164,16 @@ def propose(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
         get_org(state, org_id)
         _require_another_node(state, org_id)
     else:
-        raise reject("bad_args", "args.action must be admit_org or remove_org")
+        raise reject("bad_args", "args.action must be admit_org, remove_org or set_rules")
     pid = tx.tx_id.hex()[:16]
     prop: dict[str, Any] = {
-        "action": action, "id": pid, "opened": ctx.height, "org": args["org"],
+        "action": action, "id": pid, "opened": ctx.height,
         "proposer": tx.body.sender, "status": "open", "votes": {voter_org: True},
     }  # fmt: skip
+    if action == "set_rules":
+        prop.update(section=section, rules=dict(rules))
+    else:
+        prop["org"] = args["org"]
     ctx.emit("governance.proposed", {"action": action, "proposal": pid})
     _tally(state, prop, ctx)
     state.put(f"gov/{pid}", prop)
@@ -164,6 +218,6 @@ def _index_nodes(state: Overlay, org: Mapping[str, Any]) -> None:
 
 def register(registry: Any) -> None:
     """Register the governance kinds."""
-    registry.register("governance.propose@1", propose)
+    registry.register("governance.propose@1", partial(propose, registry=registry))
     registry.register("governance.vote@1", vote)
     registry.on_genesis(apply_genesis)

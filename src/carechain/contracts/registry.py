@@ -14,7 +14,7 @@ A :class:`ContractRegistry` is what ``ledger.execute`` calls: ``handler(kind)`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,10 @@ from carechain.ledger.execute import Handler, TxContext
 from carechain.ledger.keys import key_state_key
 from carechain.ledger.state import Overlay
 from carechain.ledger.tx import SignedTx
+
+RulesValidator = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+"""A contract's rules validator: a ``genesis.rules.<section>``-shaped mapping → the complete
+rules written to ``rules/<section>`` (ValidationError naming the bad field)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +48,7 @@ class ContractRegistry:
         self._kinds: dict[str, KindSpec] = {}
         self._genesis: list[Any] = []
         self._rule_sections: set[str] = set()
+        self._rule_validators: dict[str, RulesValidator] = {}
 
     def register(self, kind: str, handler: Handler, **flags: bool) -> None:
         """Register ``handler`` for ``kind`` (``contract.action@version``)."""
@@ -55,9 +60,22 @@ class ContractRegistry:
         """Add a genesis writer ``fn(state, doc)``; writers run in registration order."""
         self._genesis.append(fn)
 
-    def rule_section(self, section: str) -> None:
-        """Declare that a contract reads ``genesis.rules.<section>`` (others are refused)."""
+    def rule_section(self, section: str, validator: RulesValidator | None = None) -> None:
+        """Declare that a contract reads ``genesis.rules.<section>`` (others are refused).
+
+        With ``validator`` the consortium may later replace ``rules/<section>`` by a
+        governance vote (``governance.propose@1`` action ``set_rules``)."""
         self._rule_sections.add(section)
+        if validator is not None:
+            self._rule_validators[section] = validator
+
+    def rule_sections(self) -> tuple[str, ...]:
+        """Every declared rules section, sorted."""
+        return tuple(sorted(self._rule_sections))
+
+    def rule_validator(self, section: str) -> RulesValidator | None:
+        """The validator of a declared ``section`` (None: not changeable by governance)."""
+        return self._rule_validators.get(section)
 
     def kinds(self) -> tuple[str, ...]:
         """Every registered kind, sorted."""

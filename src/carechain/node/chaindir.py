@@ -21,7 +21,7 @@ import contextlib
 import fcntl
 import os
 import secrets as _secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,12 @@ def init_chain(
     password: bytes = DEMO_PASSWORD,
     scrypt_n: int | None = None,
     clock: Callable[[], int] = now_ms,
+    domains: bool = False,
+    rules: Mapping[str, Any] | None = None,
 ) -> InitResult:
-    """Create a chain in ``root``: keys, genesis, block 0 and (``demo``) a seeded consortium.
+    """Create a chain in ``root``: keys, genesis, block 0 and (``demo``) a seeded consortium
+    (members and patients; with ``domains`` also the domain demo data, :func:`seed_domain_demos`).
+    ``rules``: the genesis document's per-contract business rules (``genesis.rules``).
 
     Refuses (ConflictError) when ``root`` already holds a chain.
     """
@@ -179,7 +183,9 @@ def init_chain(
         if i == 0:
             org["nodes"] = [{"name": f"{oid}-node-1", **_key_json(node_key)}]
         orgs.append(org)
-    doc = {"chain": chain_id, "orgs": orgs, "params": {}, "time": clock()}
+    doc: dict[str, Any] = {"chain": chain_id, "orgs": orgs, "params": {}, "time": clock()}
+    if rules:
+        doc["rules"] = dict(rules)
     raw = canonical_bytes(doc)
     genesis = load_genesis(raw, default_contracts())
     _write_private(paths.genesis, raw)
@@ -189,6 +195,8 @@ def init_chain(
     try:
         if demo:
             accounts.extend(seed_demo(node, ring, password))
+            if domains:
+                seed_domain_demos(node, ring, password, accounts)
     finally:
         node.stop()
         node.store.close()
@@ -359,3 +367,22 @@ def seed_demo(node: Node, ring: Keyring, password: bytes) -> list[DemoAccount]:
         out.append(DemoAccount(name=name, account=account, role=f"patient ({alg})"))
     node.submit_and_wait([t.raw for t in txs])
     return out
+
+
+def seed_domain_demos(
+    node: Node, ring: Keyring, password: bytes, accounts: list[DemoAccount]
+) -> None:
+    """The domain demo data on top of :func:`seed_demo`, through real transactions:
+    prescriber and pharmacy credentials (rx), a payer plan with the demo patients enrolled
+    (claims), supply-chain trading partners and products (supply), and a research sponsor
+    admitted by vote (trials). ``carechain init --demo`` runs it; the test suite's base demo
+    chain does not, so its shape stays small and fixed."""
+    from carechain.node.claims import seed_claims_demo  # domain services import chaindir
+    from carechain.node.rx import seed_rx_demo
+    from carechain.node.supply.demo import ensure_supply_demo_on
+    from carechain.node.trials import admit_demo_sponsor_on
+
+    seed_rx_demo(node, ring, password)
+    seed_claims_demo(node, ring, password, accounts)
+    admit_demo_sponsor_on(node, ring, password)  # first: its vote counts the founding five
+    ensure_supply_demo_on(node, ring, password)  # votes until its wholesaler is admitted
