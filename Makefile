@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8700
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint typecheck layers unit browser-deps bench clean
+.PHONY: run test lint typecheck layers unit browser-deps etcd bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ browser-deps:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; \
 	fi
 
+## etcd: Debian's etcd-server for the consortium tests (ADR 0011)
+etcd:
+	@if ! command -v etcd >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq etcd-server >/dev/null; fi; \
+	fi
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests
 
@@ -47,7 +54,7 @@ unit: $(VENV)/.installed-test
 	$(BIN)/pytest -q -n 2 -m "not browser" tests
 
 ## test: install test dependencies and run the whole suite (lint, types, layers, tests)
-test: $(VENV)/.installed-test browser-deps lint typecheck layers
+test: $(VENV)/.installed-test browser-deps etcd lint typecheck layers
 	CARECHAIN_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n 2 tests
 
 ## bench: the benchmark (floors and committed tx/s)

@@ -29,6 +29,7 @@ from carechain.api.routes import claims as claims_routes
 from carechain.api.routes import prescriptions as rx_routes
 from carechain.api.routes import supply as supply_routes
 from carechain.api.routes import trials as trials_routes
+from carechain.api.routes import witness as witness_routes
 from carechain.node.node import Node
 from carechain.node.records_api import RecordService
 
@@ -54,6 +55,7 @@ TAGS = [
     {"name": "trials", "description": "Clinical-trial registry, outcome-switching reports."},
     {"name": "incentives", "description": "Prevention programmes, wearables, points."},
     {"name": "supply", "description": "EPCIS 2.0 capture/query, DSCSA custody, verification."},
+    {"name": "witness", "description": "Consortium: cosigned checkpoints and finality."},
 ]
 
 DESCRIPTION = """\
@@ -124,6 +126,7 @@ def create_app(
     app.include_router(rx_routes.router)
     app.include_router(trials_routes.router)
     app.include_router(supply_routes.api_router)
+    app.include_router(witness_routes.router)
     if _web_routes_available():
         web = importlib.import_module(WEB_ROUTES_MODULE)
         app.include_router(web.router)

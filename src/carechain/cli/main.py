@@ -28,6 +28,13 @@ from rich.table import Table
 from carechain import __version__
 from carechain.cli.claims import claims_app
 from carechain.cli.common import DirOption, exit_with_error, handle_errors
+from carechain.cli.consortium import (
+    ChainTypeOption,
+    EtcdOption,
+    OrgsOption,
+    consortium_app,
+    init_consortium_command,
+)
 from carechain.cli.demo import demo
 from carechain.cli.incentives import incentives_app
 from carechain.cli.keys import keys_app
@@ -76,6 +83,7 @@ app.add_typer(rx_app, name="rx")
 app.add_typer(supply_app, name="supply")
 app.add_typer(trials_app, name="trials")
 app.add_typer(incentives_app, name="incentives")
+app.add_typer(consortium_app, name="consortium")
 register_records(app)
 
 
@@ -146,8 +154,14 @@ def init(
         ),
     ] = None,
     scrypt_n: Annotated[int | None, typer.Option("--scrypt-n", hidden=True)] = None,
+    chain_type: ChainTypeOption = "private",
+    orgs: OrgsOption = 3,
+    etcd: EtcdOption = None,
 ) -> None:
     """Create a chain in DIR: node key, genesis document, block 0 (and the demo consortium)."""
+    if chain_type != "private":  # consortium: one directory per organisation (ADR 0011)
+        init_consortium_command(data_dir, chain_type, orgs, etcd, chain, scrypt_n)
+        return
     with handle_errors():
         roles = tuple(role or ("hospital",))
         _check_init_args(data_dir, chain, org_id, org_name, roles)  # before creating anything

@@ -46,6 +46,7 @@ from carechain.crypto.signatures import PrivateKey
 from carechain.encoding import JsonObject
 from carechain.errors import (
     AuthenticationError,
+    CheckpointError,
     ProofError,
     ValidationError,
     VerificationError,
@@ -133,6 +134,7 @@ class Client:
         trust_file: Path | None = None,
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        require_final: bool = False,
     ) -> None:
         self.base_url = (base_url or default_url()).rstrip("/")
         self.api = HttpApi(self.base_url, http, timeout=timeout)
@@ -140,6 +142,8 @@ class Client:
         self._given_genesis = genesis
         self._store: TrustStore | None = None
         self._lock = threading.Lock()
+        self.require_final = require_final
+        """Trust only checkpoints a quorum of the genesis organisations cosigned (ADR 0011)."""
 
     # -- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:
@@ -300,7 +304,37 @@ class Client:
     def refresh(self) -> TrustedCheckpoint:
         """Like :meth:`checkpoint`, returning the signed note too."""
         store = self.trust
+        if self.require_final:
+            return self._refresh_final(store)
         note = self.api.get_bytes("/v1/checkpoint")
+        return store.update(note, self._consistency_path)
+
+    def _refresh_final(self, store: TrustStore) -> TrustedCheckpoint:
+        """The newest final checkpoint: every cosignature verified with genesis node keys,
+        more than the genesis quorum of organisations, then the node's own signed checkpoint
+        at that height (same size and root) through the usual rollback/fork rules."""
+        from carechain.ledger.genesis import read_genesis_document
+        from carechain.ledger.params import ChainParams
+        from carechain.merkle.cosignature import Cosigner, block_of, verify_final
+
+        doc, _, _ = read_genesis_document(self.root.raw)
+        params = ChainParams.from_json(doc.get("params", {}))
+        body = self.api.get_json("/v1/checkpoint/cosigned")
+        opened = verify_final(
+            str(body.get("note", "")).encode(),
+            [(k.org, Cosigner(k.name, k.record)) for k in self.root.node_keys],
+            self.root.origin,
+            num=params.cosign_quorum_num,
+            den=params.cosign_quorum_den,
+        )
+        height, _ = block_of(opened.checkpoint)
+        note = self.api.get_bytes("/v1/checkpoint", {"height": height})
+        plain = store.open(note)
+        if (plain.size, plain.root) != (opened.checkpoint.size, opened.checkpoint.root):
+            raise CheckpointError(
+                f"checkpoint at block {height}: got size {plain.size}, want the final "
+                f"cosigned size {opened.checkpoint.size} and root"
+            )
         return store.update(note, self._consistency_path)
 
     def checkpoint_at(self, height: int) -> Checkpoint:

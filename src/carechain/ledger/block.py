@@ -9,6 +9,12 @@ Header (canonical JSON, stored verbatim; every field covered by the header hash)
 ``PAE("carechain/block-seal@1", header_hash)``; the signature is stored next to the header as
 canonical ``{"alg", "kid", "sig"}`` and ``kid`` must equal ``proposer``. Block 0 (genesis)
 carries no signature: its ``prev`` is the hash of the genesis document, the chain's trust root.
+
+Consortium blocks (ADR 0011) are identical on every node: ``proposer`` is ``"consortium"``,
+``seal`` is ``{"kind": "etcd", "from": p, "to": p, "ts": t}`` (etcd position ``p``, proposer
+time ``t``) and the time is :func:`consortium_block_time`. The signature stored beside such a
+header is the storing node's own seal by any active node key; agreement between nodes is shown
+by cosigned checkpoints, not by the header.
 """
 
 from __future__ import annotations
@@ -166,6 +172,23 @@ def parse_seal(data: bytes) -> Seal:
     if not isinstance(alg, str) or not isinstance(kid, str) or not isinstance(sig, str):
         raise ValidationError("seal: alg, kid and sig must be strings")
     return Seal(alg=alg, kid=kid, sig=b64u_decode(sig, what="seal.sig"))
+
+
+CONSORTIUM_PROPOSER = "consortium"
+"""``proposer`` of a consortium block: no single node proposes it."""
+CONSORTIUM_SEAL_KIND = "etcd"
+"""``seal.kind`` of a consortium block."""
+
+
+def consortium_block_time(prev_time: int, proposed: int, newest_created: int, skew: int) -> int:
+    """Block time of a consortium block, a pure function of ordered data.
+
+    The proposer's clock ``proposed`` is bounded ahead by ``skew`` (``max_clock_skew_ms``)
+    relative to the newest ``created`` among the block's client-signed transactions, and
+    never goes below the previous block's time: a faulty proposer cannot move the chain's
+    clock further ahead than its own clients' signed times allow.
+    """
+    return max(prev_time, min(proposed, newest_created + skew))
 
 
 def sign_header(header_bytes: bytes, key: PrivateKey) -> Seal:

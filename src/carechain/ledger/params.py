@@ -25,6 +25,11 @@ class ChainParams:
     """How far ahead of a node's clock a proposed block time may be."""
     break_glass_ms: int = 4 * 60 * 60 * 1000
     """How long (block time) an emergency break-glass access session lasts."""
+    cosign_quorum_num: int = 2
+    """Numerator of the cosigning quorum (see ``cosign_quorum_den``)."""
+    cosign_quorum_den: int = 3
+    """A cosigned checkpoint is final when more than ``num/den`` of the organisations running
+    active nodes cosigned the same values (consortium mode, ADR 0011): ``c*den > n*num``."""
 
     def to_json(self) -> dict[str, int]:
         """As a JSON object."""

@@ -6,9 +6,12 @@ later block, in order (the first failing step names the block and field):
 1. ``header``: canonical and well-formed; ``height`` dense; ``chain`` equal to genesis;
 2. ``prev``: equals the previous header's hash;
 3. ``time``: not below the previous block's;
-4. ``signature``: a seal by ``proposer``, a node key registered in state, that verifies;
+4. ``signature``: a seal by ``proposer``, a node key registered in state, that verifies
+   (consortium blocks, ``seal.kind == "etcd"``: ``proposer`` is ``consortium``, the seal
+   positions increase, and the stored signature is by any active node key);
 5. ``envelopes[i]``: canonical and well-formed, never seen before (replay);
 6. ``envelopes[i].sigs``: every signature verifies against the key it names;
+   (consortium blocks: ``time`` equals ``consortium_block_time`` of the seal's ``ts``);
 7. rebuild the block (``build_block``) and compare ``txs``, ``tx_root``, ``receipts[i]``,
    ``receipt_root``, ``log_size``, ``log_root``, ``state_root`` and finally the whole header.
 """
@@ -25,7 +28,15 @@ from carechain.crypto.hashing import Hash32
 from carechain.crypto.signatures import check_signature
 from carechain.encoding import b64u_decode
 from carechain.errors import ChainVerificationError, LedgerError
-from carechain.ledger.block import BlockHeader, parse_header, parse_seal, seal_signing_bytes
+from carechain.ledger.block import (
+    CONSORTIUM_PROPOSER,
+    CONSORTIUM_SEAL_KIND,
+    BlockHeader,
+    consortium_block_time,
+    parse_header,
+    parse_seal,
+    seal_signing_bytes,
+)
 from carechain.ledger.build import build_block
 from carechain.ledger.execute import ContractSet
 from carechain.ledger.genesis import Genesis
@@ -95,13 +106,37 @@ def _fail(height: int, field: str, message: str) -> ChainVerificationError:
     return ChainVerificationError(message, height=height, field=field)
 
 
+def _is_consortium(header: BlockHeader) -> bool:
+    return header.seal.get("kind") == CONSORTIUM_SEAL_KIND
+
+
+def _check_consortium_seal(header: BlockHeader, prev: BlockHeader) -> int:
+    """Step 4 for a consortium header: its seal shape and position; returns ``seal.ts``."""
+    h, seal = header.height, header.seal
+    if header.proposer != CONSORTIUM_PROPOSER:
+        raise _fail(h, "proposer", f"got {header.proposer!r}, want {CONSORTIUM_PROPOSER!r}")
+    fields = {"from", "kind", "to", "ts"}
+    if set(seal) != fields or not all(
+        isinstance(seal[k], int) and not isinstance(seal[k], bool) for k in fields - {"kind"}
+    ):
+        raise _fail(h, "seal", f"want exactly the fields {sorted(fields)} (integers)")
+    start, end, ts = seal["from"], seal["to"], seal["ts"]
+    assert isinstance(start, int) and isinstance(end, int) and isinstance(ts, int)
+    prev_to = prev.seal.get("to", 0) if _is_consortium(prev) else 0
+    if start != end or not isinstance(prev_to, int) or end <= prev_to:
+        raise _fail(h, "seal", f"position {start}..{end} does not follow {prev_to}")
+    return ts
+
+
 def _check_seal(state: DictState, header: BlockHeader, hash_: bytes, signature: bytes) -> None:
     h = header.height
     try:
         seal = parse_seal(signature)
     except LedgerError as exc:
         raise _fail(h, "signature", str(exc)) from None
-    if seal.kid != header.proposer:
+    if _is_consortium(header):
+        pass  # the storing node's own seal: any active node key (checked below)
+    elif seal.kid != header.proposer:
         raise _fail(h, "signature", f"sealed by {seal.kid}, header names {header.proposer}")
     raw = state.find_state(node_state_key(seal.kid))
     if raw is None:
@@ -157,6 +192,7 @@ def verify_chain(
         if header.time < prev.time:  # step 3
             raise _fail(h, "time", f"{header.time} is before the previous block's {prev.time}")
         this_hash = header_hash(stored.header)
+        proposed = _check_consortium_seal(header, prev) if _is_consortium(header) else None
         _check_seal(state, header, this_hash, stored.signature)  # step 4
         if len(stored.receipts) != len(stored.envelopes):
             raise _fail(
@@ -172,6 +208,17 @@ def verify_chain(
                 raise _fail(h, f"envelopes[{i}]", f"replay of transaction {tx.tx_id.hex()}")
             seen.add(tx.tx_id)
             txs.append(tx)
+        if proposed is not None and not txs:
+            raise _fail(h, "txs", "a consortium block holds at least one transaction")
+        if proposed is not None:  # step 5, consortium block time
+            want_time = consortium_block_time(
+                prev.time,
+                proposed,
+                max(tx.body.created for tx in txs),
+                genesis.params.max_clock_skew_ms,
+            )
+            if header.time != want_time:
+                raise _fail(h, "time", f"got {header.time}, want {want_time} (consortium rule)")
         batches = []
         for i, tx in enumerate(txs):  # step 6
             checks = resolve_sig_checks(tx, state)

@@ -303,7 +303,12 @@ def open_node(root: Path, **kwargs: Any) -> Node:
     store: SQLiteStore | None = None
     try:
         store = SQLiteStore(ChainPaths(root).ledger)
-        node = Node(store, genesis, load_node_key(root), **kwargs)
+        node_key = load_node_key(root)
+        if "orderer" not in kwargs:  # consortium (node.json type): the etcd orderer, ADR 0011
+            from carechain.node.consortium import orderer_for
+
+            kwargs["orderer"] = orderer_for(root, genesis, node_key)
+        node = Node(store, genesis, node_key, **kwargs)
     except BaseException:
         if store is not None:
             store.close()

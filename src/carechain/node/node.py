@@ -15,6 +15,16 @@ Data flow (see docs/ARCHITECTURE.md)::
 Invariants: a future resolves only after its block is durably committed; a commit failure is
 fatal (``on_fatal`` is called, the producer stops, pending futures fail, nothing more is
 acknowledged); a tx id is committed at most once.
+
+Consortium mode (an orderer of kind ``etcd``, ADR 0011): every node reads the same ordered
+stream and turns each batch into the same block (:meth:`Node.apply_ordered`: every signature
+re-checked against state, at most ``block_max_txs``, proposer ``consortium``, time by
+``consortium_block_time``), so headers are byte-identical across nodes. A submission the
+orderer cannot order (no quorum) fails its futures with ``no_quorum`` and the node continues;
+after each block the node cosigns its checkpoint (node/witness.py) and halts (stops applying,
+acknowledges nothing more) if a quorum of organisations cosigned another result. Proposing
+(``_propose_loop``) and applying (``_run``) are separate threads; when etcd's history was
+compacted below the head the node catches up from its peers' final blocks (node/catchup.py).
 """
 
 from __future__ import annotations
@@ -26,11 +36,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 
 from carechain.contracts import ContractRegistry, default_contracts
 from carechain.crypto.signatures import PrivateKey
+from carechain.encoding import JsonObject
 from carechain.errors import (
     AuthorizationError,
     ConfigurationError,
@@ -40,7 +52,15 @@ from carechain.errors import (
     UnavailableError,
     ValidationError,
 )
-from carechain.ledger.block import BlockHeader, header_hash, parse_header, sign_header
+from carechain.ledger.block import (
+    CONSORTIUM_PROPOSER,
+    CONSORTIUM_SEAL_KIND,
+    BlockHeader,
+    consortium_block_time,
+    header_hash,
+    parse_header,
+    sign_header,
+)
 from carechain.ledger.build import BuiltBlock, build_block
 from carechain.ledger.genesis import Genesis
 from carechain.ledger.keys import SigCheck, key_state_key, node_state_key, resolve_sig_checks
@@ -49,6 +69,7 @@ from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
 from carechain.node.mempool import Mempool, PendingTx
 from carechain.node.sigpool import SignatureVerifier
 from carechain.node.statecache import StateCache
+from carechain.node.witness import CosignBoard, DivergenceError, Witness
 from carechain.ordering import OrderedBatch, Orderer, SoloOrderer
 from carechain.storage import BlockCommit, LedgerStore, StoredBlock
 
@@ -106,7 +127,9 @@ class Node:
         mempool: Mempool | None = None,
         clock: Callable[[], int] = now_ms,
         on_fatal: Callable[[BaseException], None] | None = None,
+        consortium: bool | None = None,
     ) -> None:
+        """``consortium``: build consortium blocks (default: iff the orderer is ``etcd``)."""
         self.store = store
         self.state = StateCache(store)
         """Committed state, cached; updated by the producer right after each commit."""
@@ -130,6 +153,25 @@ class Node:
         self.head = self._open_chain()
         self.log = CompactTree.from_reader(store, self.head.header.log_size)
         self.orderer = orderer or SoloOrderer(start=self.head.position)
+        self.consortium = (
+            consortium if consortium is not None else self.orderer.kind == CONSORTIUM_SEAL_KIND
+        )
+        self.witness: Witness | None = None
+        if self.consortium:
+            board = self.orderer
+            if not hasattr(board, "put_cosignature"):
+                raise ConfigurationError(f"orderer {self.orderer.kind!r} cannot hold cosignatures")
+            self.witness = Witness(
+                key=node_key,
+                origin=genesis.origin,
+                board=cast(CosignBoard, board),
+                store=store,
+                params=self.params,
+                clock_s=lambda: self.clock() // 1000,
+                on_divergence=self.halt,
+            )
+        self._witness_thread: threading.Thread | None = None
+        self._proposer_thread: threading.Thread | None = None
         self.started_at = time.monotonic()
 
     # -- chain ------------------------------------------------------------------------
@@ -300,6 +342,15 @@ class Node:
                 target=self._run, name="carechain-producer", daemon=True
             )
             self._thread.start()
+        if self.witness is not None and self._witness_thread is None:
+            self._witness_thread = threading.Thread(
+                target=self._witness_loop, name="carechain-witness", daemon=True
+            )
+            self._witness_thread.start()
+            self._proposer_thread = threading.Thread(
+                target=self._propose_loop, name="carechain-proposer", daemon=True
+            )
+            self._proposer_thread.start()
 
     def stop(self) -> None:
         """Stop producing (pending transactions stay unacknowledged) and release resources."""
@@ -307,6 +358,10 @@ class Node:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        for thread in (self._witness_thread, self._proposer_thread):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._witness_thread = self._proposer_thread = None
         self.verifier.close()
         self.orderer.close()
         while self._closers:
@@ -320,10 +375,21 @@ class Node:
         """Call ``fn(height)`` after each committed block."""
         self._listeners.append(fn)
 
+    def _witness_loop(self) -> None:
+        assert self.witness is not None
+        while not self._stop.wait(0.1):
+            try:
+                self.witness.poll()
+            except Exception:  # a bug here must not kill the node; it is logged
+                log.exception("witness poll failed")
+
     def _run(self) -> None:
         interval = self.params.block_interval_ms / 1000
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.failed is None:
             try:
+                if self.consortium:
+                    self._consortium_step(interval)
+                    continue
                 if not self.mempool.nonempty.wait(0.05):
                     continue
                 deadline = time.monotonic() + interval
@@ -335,13 +401,82 @@ class Node:
                 self._fatal(exc)
                 return
 
-    def produce_once(self) -> None:
+    def _propose_loop(self) -> None:
+        """Consortium proposer thread: cut batches from the mempool and order them; the
+        producer thread applies whatever is ordered (own batches and everyone else's)."""
+        interval = self.params.block_interval_ms / 1000
+        while not self._stop.is_set() and self.failed is None:
+            try:
+                if not self.mempool.nonempty.wait(0.05):
+                    continue
+                deadline = time.monotonic() + interval
+                while len(self.mempool) < self.params.block_max_txs and time.monotonic() < deadline:
+                    if self._stop.wait(0.002):
+                        return
+                pending = self.mempool.take(self.params.block_max_txs, self.params.block_max_bytes)
+                if pending:
+                    try:
+                        self.orderer.submit(frame_batch([p.tx.raw for p in pending]))
+                    except UnavailableError as exc:
+                        self._fail_pending(pending, exc)  # not ordered: nothing acknowledged
+                        log.warning("could not order a batch: %s", exc)
+                        self._stop.wait(0.2)
+            except BaseException as exc:
+                self._fatal(exc)
+                return
+
+    def _consortium_step(self, interval: float) -> None:
+        """Apply everything ordered after the head (waiting briefly on the orderer)."""
+        try:
+            for batch in self.orderer.read(self.head.position, timeout=0.25):
+                if self.failed is not None or self._stop.is_set():
+                    return
+                self.apply_ordered(batch)
+        except UnavailableError as exc:
+            if exc.code == "history_compacted":
+                peers = list(getattr(self.orderer, "peers", ()))
+                if not peers:  # fatal: nowhere to catch up from
+                    raise ConfigurationError(f"{exc}; no peers configured") from None
+                from carechain.node.catchup import catch_up  # imports this module
+
+                try:
+                    if not catch_up(self, peers):  # peers' final height not past ours yet
+                        self._stop.wait(1.0)
+                except UnavailableError as err:
+                    log.warning("%s", err)
+                    self._stop.wait(1.0)
+                return
+            log.warning("ordering unavailable: %s", exc)
+            self._stop.wait(0.2)
+
+    def produce_once(self, wait: float | None = None) -> None:
         """Cut one batch from the mempool, order it and apply everything ordered since."""
         pending = self.mempool.take(self.params.block_max_txs, self.params.block_max_bytes)
         if pending:
-            self.orderer.submit(frame_batch([p.tx.raw for p in pending]))
-        for batch in self.orderer.read(self.head.position, timeout=5.0 if pending else 0.0):
+            try:
+                self.orderer.submit(frame_batch([p.tx.raw for p in pending]))
+            except UnavailableError as exc:
+                self._fail_pending(pending, exc)  # not ordered: nothing acknowledged
+                raise
+        timeout = wait if wait is not None else 0.0
+        for batch in self.orderer.read(self.head.position, timeout=5.0 if pending else timeout):
+            if self.failed is not None:
+                return
             self.apply_ordered(batch)
+
+    def _fail_pending(self, pending: Sequence[PendingTx], exc: UnavailableError) -> None:
+        with self._lock:
+            for p in pending:
+                self._inflight.pop(p.tx.tx_id, None)
+                self._parsed.pop(p.tx.raw, None)
+                if not p.future.done():
+                    p.future.set_exception(
+                        UnavailableError(
+                            f"not ordered, not committed: {exc.message}",
+                            code=exc.code,
+                            retry_after=exc.retry_after,
+                        )
+                    )
 
     def apply_ordered(self, batch: OrderedBatch) -> None:
         """Turn one ordered batch into a committed block (deterministic rule)."""
@@ -363,7 +498,9 @@ class Node:
         txs = [t for t, d in zip(txs, done, strict=True) if not d]
         with self._lock:
             for tx in txs:
-                if tx.tx_id not in self._inflight:  # ordered by another node: verify here
+                # consortium: every node checks every signature against its own state, so
+                # the block never depends on what one node saw at submission
+                if self.consortium or tx.tx_id not in self._inflight:
                     checks = resolve_sig_checks(tx, self.state)
                     unverified.append((tx, checks or []))
         if unverified:
@@ -375,25 +512,49 @@ class Node:
                 if not ok or not checks
             }
             txs = [t for t in txs if t.tx_id not in bad]
+        if self.consortium:
+            txs = txs[: self.params.block_max_txs]
         if not txs:
             self.head = Head(header=self.head.header, hash=self.head.hash, position=batch.position)
             self.orderer.forget(batch.position)
             return
         self._check_can_seal()
-        time_ms = max(self.head.header.time, batch.timestamp)
+        seal: JsonObject
+        if self.consortium:
+            proposer = CONSORTIUM_PROPOSER
+            seal = {
+                "from": batch.position,
+                "kind": CONSORTIUM_SEAL_KIND,
+                "to": batch.position,
+                "ts": batch.timestamp,
+            }
+            time_ms = consortium_block_time(
+                self.head.header.time,
+                batch.timestamp,
+                max(t.body.created for t in txs),
+                self.params.max_clock_skew_ms,
+            )
+        else:
+            proposer = self.node_key.kid
+            seal = {"from": batch.position, "kind": self.orderer.kind, "to": batch.position}
+            time_ms = max(self.head.header.time, batch.timestamp)
         built = build_block(
             self.state,
             parent=self.head.header,
             parent_hash=self.head.hash,
             txs=txs,
             time=time_ms,
-            proposer=self.node_key.kid,
-            seal={"from": batch.position, "kind": self.orderer.kind, "to": batch.position},
+            proposer=proposer,
+            seal=seal,
             params=self.params,
             contracts=self.contracts,
             log=self.log,
         )
         self._commit(built, txs)
+        if self.witness is not None:
+            self.witness.cosign(
+                built.header.height, built.hash, built.header.log_size, built.header.log_root
+            )
         self.orderer.forget(batch.position)
         self.head = Head(header=built.header, hash=built.hash, position=batch.position)
         self.log = built.log
@@ -449,7 +610,12 @@ class Node:
         self.store.commit_block(commit)  # raises InfrastructureError: fatal (see _run)
         self.state.apply(built.result.writes)
 
-    def _fatal(self, exc: BaseException) -> None:
+    def halt(self, exc: DivergenceError) -> None:
+        """Stop applying (divergence): pending futures fail, nothing more is acknowledged;
+        unlike a fatal error the process keeps serving reads and the evidence."""
+        self._fatal(exc, call_on_fatal=False)
+
+    def _fatal(self, exc: BaseException, *, call_on_fatal: bool = True) -> None:
         self.failed = exc
         log.critical("fatal: %s; the node stops and acknowledges nothing more", exc)
         with self._lock:
@@ -460,7 +626,7 @@ class Node:
                     )
             self._inflight.clear()
             self._parsed.clear()
-        if self.on_fatal is not None:
+        if self.on_fatal is not None and call_on_fatal:
             self.on_fatal(exc)
 
 
