@@ -534,3 +534,11 @@ def test_record_anchor_lookup_rejections(
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert resp.json()["code"] == code
+
+
+def test_chain_info_lists_every_kind_the_contracts_accept(client: TestClient) -> None:
+    kinds = client.get("/v1/chain").json()["kinds"]
+    assert kinds == sorted(kinds)
+    for kind in ("identity.register_patient@1", "records.anchor@1", "consent.grant@1",
+                 "audit.record@1", "prescriptions.issue@1", "claims.submit@1"):  # fmt: skip
+        assert kind in kinds, kind

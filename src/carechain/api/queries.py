@@ -114,6 +114,7 @@ def chain_info(node: Node) -> schemas.ChainInfo:
         height=head_height(node),
         log_size=node.store.log_size(),
         node_keys=keys,
+        kinds=list(node.contracts.kinds()),
     )
 
 

@@ -216,6 +216,9 @@ class ChainInfo(BaseModel):
     height: int
     log_size: int
     node_keys: list[NodeKey]
+    kinds: list[str] = Field(
+        default_factory=list, description="Transaction kinds this node's contracts accept."
+    )
 
 
 def node_key_dto(kid: str, rec: Mapping[str, Any]) -> NodeKey:
