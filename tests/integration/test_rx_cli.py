@@ -113,6 +113,41 @@ def test_rx_commands_and_refusals(live_url: str, chain: Chain) -> None:
     assert code == 0 and as_json(out)["prescriptions"][0]["class"] == "benzodiazepine"
 
 
+def test_issue_commits_to_a_stored_medication_request(live_url: str, chain: Chain) -> None:
+    """The MedicationRequest is kept off chain as a record; the prescription commits to its
+    anchored digest and the contract checks the link."""
+    from carechain.client import Client, RecordsClient
+
+    patient = chain.account("patient-1")
+    assert chain.run1(chain.grant(actions=["read", "write"],
+                                  grantee={"org": "seoul-general"})).ok  # fmt: skip
+    with Client(live_url) as c:
+        kim = RecordsClient(c).login("dr-kim", "demo")
+        pid = kim.create({"resourceType": "Patient",
+                          "identifier": [{"system": "urn:carechain:account", "value": patient}]}).id
+        mr = kim.create({
+            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": f"Patient/{pid}"},
+            "medication": {"concept": {"text": "oxycodone hydrochloride 10 mg tablet"}},
+        }).id  # fmt: skip
+    issue = ("rx", "issue", "--key", "dr-kim", "--patient", patient, "--rxnorm", "1049621",
+             "--name", "oxycodone", "--strength", "10 mg", "--schedule", "II", "--quantity", "20",
+             "--days-supply", "5", "--url", live_url)  # fmt: skip
+    code, out = run(*issue, "--medication-request", str(mr), "--json")
+    assert code == 0, out
+    rx_id = as_json(out)["id"]
+    stored = chain.state(f"rx/{rx_id}")
+    anchor = chain.state(f"rec/seoul-general/MedicationRequest/{mr}")
+    assert stored["record"] == {"id": mr, "org": "seoul-general", "version": 1}
+    assert stored["digest"] == anchor["versions"][0]["digest"]
+    # negative control: another patient's prescription cannot claim this MedicationRequest
+    other = chain.account("patient-2")
+    code, out = run(*[other if a == patient else a for a in issue], "--medication-request", str(mr))
+    assert code == 1 and "record_mismatch" in out
+    code, out = run(*issue, "--medication-request", "nope")
+    assert code != 0 and "nope" in out
+
+
 @pytest.fixture
 def demo_chain(demo_chain_domains: InitResult) -> InitResult:
     """This module uses the domain demo data, as ``carechain init --demo`` seeds it."""

@@ -113,6 +113,15 @@ def issue_cmd(
     earliest: Annotated[str | None, typer.Option("--earliest", help="YYYY-MM-DD")] = None,
     valid_days: Annotated[int, typer.Option("--valid-days")] = 30,
     pharmacy: Annotated[str | None, typer.Option("--pharmacy")] = None,
+    medication_request: Annotated[
+        str | None,
+        typer.Option(
+            "--medication-request",
+            metavar="ID",
+            help="The MedicationRequest stored at your organisation (carechain records create): "
+            "the prescription commits to its anchored digest, checked by the contract.",
+        ),
+    ] = None,
     password_file: PasswordFileOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -129,12 +138,15 @@ def issue_cmd(
         "quantity": quantity,
         "refills": refills,
         "schedule": schedule,
-        # the off-chain MedicationRequest's keyed digest; the CLI commits to the order itself
+        # without --medication-request the CLI commits to the order's own fields
         "digest": b64u_encode(hashlib.sha256(repr(sorted(medication.items())).encode()).digest()),
     }
     if pharmacy:
         body["pharmacy"] = pharmacy
     with session(url, key, password_file) as rx, rx_errors():
+        if medication_request is not None:
+            org = (rx.account or "").split(".", 1)[0]
+            body.update(rx.medication_request_link(org, medication_request))
         _receipt(rx.issue(body), as_json, "issued")
 
 

@@ -17,7 +17,7 @@ import orjson
 from carechain.client._http import error_from_problem
 from carechain.client.client import Client
 from carechain.client.records import RecordsClient
-from carechain.errors import ContractError, UnavailableError
+from carechain.errors import ContractError, UnavailableError, ValidationError
 
 
 def _contract_error(body: Mapping[str, Any]) -> ContractError:
@@ -84,6 +84,21 @@ class RxClient:
     def issue(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``prescriptions.issue@1`` (the receipt carries the new ``id``)."""
         return self._write("/v1/prescriptions", args)
+
+    def medication_request_link(self, org: str, rid: str) -> dict[str, Any]:
+        """``{"digest", "record"}`` for issuing a prescription that commits to the
+        MedicationRequest stored off chain as record ``org``/``rid`` (its latest anchored
+        version); the contract checks the link (``record_mismatch``)."""
+        path = f"/v1/records/{org}/MedicationRequest/{rid}"
+        anchor = self.client.api.get_json(path)
+        versions = anchor.get("versions") if isinstance(anchor, dict) else None
+        if not isinstance(versions, list) or not versions:
+            raise ValidationError(f"GET {path}: no anchored version", code="bad_response")
+        latest = versions[-1]
+        return {
+            "digest": str(latest["digest"]),
+            "record": {"id": rid, "org": org, "version": int(latest["version"])},
+        }
 
     def dispense(self, rx_id: str, patient: str, quantity: int) -> dict[str, Any]:
         """``prescriptions.dispense@1``."""

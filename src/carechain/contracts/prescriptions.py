@@ -61,7 +61,7 @@ from carechain.contracts.identity import (
     reject,
     text,
 )
-from carechain.contracts.records import StateView
+from carechain.contracts.records import StateView, find_record
 from carechain.contracts.registry import genesis_rules
 from carechain.encoding import MAX_SAFE_INT, JsonObject, JsonValue, b64u_decode
 from carechain.errors import NotFoundError, ValidationError
@@ -327,11 +327,37 @@ def _count(args: Mapping[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
+def _linked_record(state: Overlay, raw: object, patient: str, digest: str) -> dict[str, JsonValue]:
+    """Step 6 of :func:`issue`: the stored MedicationRequest the prescription commits to."""
+    if not isinstance(raw, Mapping):
+        raise reject("bad_args", "args.record must be {org, id, version}")
+    only_fields(raw, {"org", "id", "version"})
+    org = account_arg(raw, "org")
+    rid: str = arg(raw, "id", str)
+    version: int = arg(raw, "version", int)
+    rec = find_record(state, org, "MedicationRequest", rid)
+    versions = rec["versions"] if rec is not None else []
+    if rec is None or not 1 <= version <= len(versions):
+        raise reject("record_mismatch", f"no MedicationRequest/{rid} version {version} at {org}")
+    if rec.get("patient") != patient or rec.get("status") != "active":
+        raise reject(
+            "record_mismatch", f"MedicationRequest/{rid} is not an active record of {patient}"
+        )
+    if versions[version - 1]["digest"] != digest:
+        raise reject(
+            "record_mismatch",
+            f"args.digest is not the anchored digest of MedicationRequest/{rid} version {version}",
+        )
+    return {"id": rid, "org": org, "version": version}
+
+
 def issue(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     """``prescriptions.issue@1``: the prescriber (sender) signs a prescription.
 
     args: ``{"patient", "medication": {"rxnorm", "name", "strength", "form"}, "schedule",
-    "quantity", "days_supply", "refills", "earliest_fill", "expires", "pharmacy"?, "digest"}``.
+    "quantity", "days_supply", "refills", "earliest_fill", "expires", "pharmacy"?, "digest",
+    "record"?}`` — ``record`` ``{"org", "id", "version"}`` names the MedicationRequest stored off
+    chain as a record of the patient; its anchored digest must be ``digest``.
 
     1. the sender is a practitioner or nurse whose prescriber registration is valid at the
        block time and covers ``schedule`` (``not_a_prescriber``, ``no_registration``,
@@ -341,7 +367,9 @@ def issue(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     4. ``earliest_fill < expires``, ``expires`` after the block time and at most
        ``max_validity_days`` after it (``validity_too_long``);
     5. a designated pharmacy holds a valid registration covering the schedule
-       (``pharmacy_not_registered`` …).
+       (``pharmacy_not_registered`` …);
+    6. a named ``record`` is an anchored, not erased MedicationRequest of the same patient whose
+       version's digest is ``digest`` (``record_mismatch``).
     """
     args = tx.body.args
     only_fields(
@@ -357,6 +385,7 @@ def issue(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
             "expires",
             "pharmacy",
             "digest",
+            "record",
         },
     )
     rules = rules_of(state)
@@ -403,6 +432,9 @@ def issue(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
         raise reject("bad_args", str(exc)) from None
     if len(raw) != DIGEST_SIZE:
         raise reject("bad_args", f"args.digest must be {DIGEST_SIZE} bytes")
+    linked = (
+        _linked_record(state, args.get("record"), patient, digest) if "record" in args else None
+    )
     rx_id = tx.tx_id.hex()[:RX_ID_LEN]
     if state.get(rx_key(rx_id)) is not None:  # pragma: no cover - tx ids are unique
         raise reject("duplicate_prescription", f"prescription {rx_id} exists")
@@ -437,6 +469,8 @@ def issue(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     }
     if pharmacy is not None:
         record["pharmacy"] = pharmacy
+    if linked is not None:
+        record["record"] = linked
     state.put(rx_key(rx_id), record)
     _append_index(state, patient_index_key(patient), rx_id)
     _append_index(state, prescriber_index_key(sender), rx_id)

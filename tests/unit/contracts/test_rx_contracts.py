@@ -550,3 +550,53 @@ def test_rules_validation() -> None:
     ):
         with pytest.raises(ValidationError):
             validate_rules(bad)
+
+
+# -- the prescription's link to its MedicationRequest stored off chain --------------------------
+
+
+def _anchor_mr(w: World, rid: str = "mr-1", patient: str = "pt-one", digest: str = DIGEST) -> None:
+    w.ok(
+        "records.anchor@1",
+        DR,
+        {"org": "seoul-general", "type": "MedicationRequest", "id": rid, "version": 1,
+         "digest": digest, "index": DIGEST, "patient": patient,
+         "url": f"https://seoul-general.example/fhir/MedicationRequest/{rid}/_history/1"},
+        time=T0 + DAY,
+    )  # fmt: skip
+
+
+LINK = {"org": "seoul-general", "id": "mr-1", "version": 1}
+
+
+def test_issue_links_the_stored_medication_request(w: World) -> None:
+    _anchor_mr(w)
+    tx = w.issue(record=LINK)
+    stored = w.sb.state.get(f"rx/{tx[:16]}")
+    assert isinstance(stored, dict), tx
+    assert stored["record"] == LINK and stored["digest"] == DIGEST
+    unlinked = w.sb.state.get(f"rx/{w.issue()[:16]}")  # without a link: as before
+    assert isinstance(unlinked, dict) and "record" not in unlinked
+
+
+@pytest.mark.parametrize(
+    ("setup", "link", "why"),
+    [
+        ("none", LINK, "no record"),
+        ("other-patient", LINK, "another patient's record"),
+        ("other-digest", LINK, "the digest is not the anchored one"),
+        ("anchored", {**LINK, "version": 2}, "no such version"),
+        ("anchored", {**LINK, "org": "hanbit-pharmacy"}, "another organisation"),
+    ],
+)
+def test_issue_refuses_a_link_that_does_not_match(
+    w: World, setup: str, link: dict[str, Any], why: str
+) -> None:
+    if setup == "other-patient":
+        _anchor_mr(w, patient="pt-two")
+    elif setup == "other-digest":
+        _anchor_mr(w, digest=b64u_encode(bytes(32)))
+    elif setup == "anchored":
+        _anchor_mr(w)
+    args = rx_args(record=link)
+    assert w.refused("prescriptions.issue@1", DR, args, time=T0 + DAY) == "record_mismatch", why
