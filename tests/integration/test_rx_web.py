@@ -408,3 +408,66 @@ def test_infrastructure_failures_are_messages_not_traces(
 def demo_chain(demo_chain_domains: InitResult) -> InitResult:
     """This module uses the domain demo data, as ``carechain init --demo`` seeds it."""
     return demo_chain_domains
+
+
+def test_issue_form_keeps_the_medication_request_off_chain(
+    new_client: Any, chain: Chain, app: FastAPI
+) -> None:
+    """With a Patient record at the hospital and the patient's write consent, the form's
+    MedicationRequest is stored as a record and the prescription commits to its anchor; without
+    the consent the page says why and nothing is issued; without a Patient record the form's
+    keyed digest stays an opaque commitment (the earlier behaviour, a negative control)."""
+    from carechain.node.records_api import Actor
+
+    patient = chain.account("patient-1")
+    dr = signed_in(new_client, "dr-kim")
+    resp = dr.post(
+        "/portal/rx/prescriber/issue",
+        data={**issue_form(patient), "csrf": token_of(dr, "/portal/rx/prescriber")},
+    )
+    assert resp.status_code == 303, resp.text  # no Patient record here: not linked
+    rx = re.search(r"rx=([0-9a-f]{16})", resp.headers["location"])
+    assert rx and "record" not in chain.state(f"rx/{rx[1]}")
+
+    grant = chain.run1(chain.grant(actions=["read", "write"], grantee={"org": "seoul-general"}))
+    assert grant.ok
+    records = app.state.records
+    kim = records.actor(DR, chain.key("dr-kim"))
+    records.create(
+        kim,
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:carechain:account", "value": patient}],
+        },
+    )
+    resp = dr.post(
+        "/portal/rx/prescriber/issue",
+        data={**issue_form(patient), "csrf": token_of(dr, "/portal/rx/prescriber")},
+    )
+    assert resp.status_code == 303, resp.text
+    rx = re.search(r"rx=([0-9a-f]{16})", resp.headers["location"])
+    assert rx
+    stored = chain.state(f"rx/{rx[1]}")
+    link = stored["record"]
+    anchor = chain.state(f"rec/seoul-general/MedicationRequest/{link['id']}")
+    assert anchor["versions"][link["version"] - 1]["digest"] == stored["digest"]
+    assert isinstance(kim, Actor)
+    mr = records.read(kim, "MedicationRequest", link["id"]).value.resource
+    assert mr["medication"]["concept"]["coding"][0]["code"] == OXY["rxnorm"]
+
+    revoke = chain.tx("consent.revoke@1", patient, {"id": _consent_id(chain, patient)},
+                      [chain.patient("patient-1")[1]])  # fmt: skip
+    assert chain.run1(revoke).ok
+    before = chain.state(f"rxidx/prescriber/{DR}")
+    resp = dr.post(
+        "/portal/rx/prescriber/issue",
+        data={**issue_form(patient), "csrf": token_of(dr, "/portal/rx/prescriber")},
+    )
+    assert resp.status_code == 403 and "could not be stored at this hospital" in resp.text
+    assert chain.state(f"rxidx/prescriber/{DR}") == before
+
+
+def _consent_id(chain: Chain, patient: str) -> str:
+    ids = chain.state(f"consents/{patient}")
+    assert ids, "no consent"
+    return str(ids[-1])

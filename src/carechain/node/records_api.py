@@ -183,6 +183,11 @@ class RecordService(Protocol):
         """Latest version, checked against its digest."""
         ...
 
+    def patient_record_id(self, patient: str) -> str | None:
+        """The id of the newest active ``Patient`` record of account ``patient`` on this node
+        (None without one). Internal lookup for linking new records: no PHI is returned."""
+        ...
+
     def vread(
         self, actor: Actor, rtype: str, rid: str, version: int, *, purpose: str = "TREAT"
     ) -> Access[StoredVersion]:

@@ -22,8 +22,9 @@ Invariants: a form error is a precise message on the page (400), never a stack t
 is submitted before the whole form is valid; templates autoescape everything and carry the
 portal's CSP (no scripts, no inline styles). The issue form commits to the order it describes:
 ``digest`` is the keyed digest (HMAC-SHA256 under a fresh blinding key) of the canonical R5
-MedicationRequest built from the form; keeping that resource off chain is the record service's
-business, not this page's.
+MedicationRequest built from the form; when the patient has a Patient record at this hospital
+the MedicationRequest is stored there through the record service (consent decided, audited,
+anchored) and the prescription commits to that anchor (``record``), which the contract checks.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from carechain.encoding import b64u_encode
 from carechain.errors import AuthorizationError, LedgerError, NotFoundError, ValidationError
 from carechain.fhir.canonical import canonical_fhir, keyed_digest
 from carechain.ledger.tx import ACCOUNT_RE
+from carechain.node.records_api import Actor, RecordService
 from carechain.node.rx import PDMP_PURPOSES, RxService
 from carechain.web import portal
 from carechain.web.portal import Session
@@ -241,6 +243,23 @@ def build_issue_args(form: Sequence[tuple[str, str]]) -> dict[str, Any]:
     return args
 
 
+def keep_off_chain(
+    records: RecordService, actor: Actor, args: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Store the form's MedicationRequest as a record of the patient at this hospital (consent
+    decided, audited, anchored) and return the ``digest`` and ``record`` link the prescription
+    commits to; None when the patient has no Patient record here (the form's keyed digest
+    stays an opaque commitment)."""
+    pid = records.patient_record_id(str(args["patient"]))
+    if pid is None:
+        return None
+    resource = medication_request(args)
+    resource["subject"] = {"reference": f"Patient/{pid}"}
+    stored = records.create(actor, resource).value
+    return {"digest": stored.digest,
+            "record": {"id": stored.id, "org": stored.org, "version": stored.version}}  # fmt: skip
+
+
 def _defaults(now: int) -> dict[str, str]:
     return {
         **dict.fromkeys(ISSUE_FIELDS, ""),
@@ -393,6 +412,18 @@ async def issue(request: Request) -> Response:
         return await _prescriber_page(
             request, session, status_code=400, values=values, error=exc.message
         )
+    records = getattr(request.app.state, "records", None)
+    if records is not None:  # keep the MedicationRequest off chain and commit to its anchor
+        try:
+            link = await portal._run(keep_off_chain, records, session.actor, args)
+        except LedgerError as exc:
+            why = f"the MedicationRequest could not be stored at this hospital: {exc.message}"
+            return await _prescriber_page(
+                request, session, status_code=403 if isinstance(exc, AuthorizationError) else 400,
+                values=values, error=why,
+            )  # fmt: skip
+        if link is not None:
+            args.update(link)
     svc = service(request)
     try:
         result = await portal._run(

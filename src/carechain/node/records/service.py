@@ -361,6 +361,13 @@ class FileRecordService:
         acct = self.state.get(f"acct/{account}")
         return isinstance(acct, Mapping) and acct.get("type") == "patient"
 
+    def patient_record_id(self, patient: str) -> str | None:
+        rows = self.index.search(
+            "Patient", patient=patient, ids=(), since=None, until=None, code=None
+        )
+        mine = [r for r in rows if r.org == self.org]
+        return mine[0].id if mine else None
+
     def resolve_patient(self, patient: str) -> str:
         """A patient account from an account id, ``Patient/<id>`` or a stored Patient's id."""
         pid = patient.removeprefix("Patient/")
