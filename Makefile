@@ -57,6 +57,11 @@ unit: $(VENV)/.installed-test
 test: $(VENV)/.installed-test browser-deps etcd lint typecheck layers
 	CARECHAIN_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n 2 tests
 
+## soak: the reliability battery at full size (docs/RELIABILITY.md): 1000 fuzz examples per
+## API operation, 200 revocation races
+soak: $(VENV)/.installed-test
+	CARECHAIN_FUZZ_EXAMPLES=1000 CARECHAIN_RACE_ROUNDS=200 $(BIN)/pytest -q -n 2 -s -p no:randomly tests/security tests/integration/test_backup.py
+
 ## bench: the benchmark (floors and committed tx/s)
 bench: $(VENV)/.installed
 	$(BIN)/carechain bench

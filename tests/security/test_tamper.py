@@ -21,13 +21,25 @@ import pytest
 
 from carechain.contracts import default_contracts
 from carechain.crypto.keystore import Keyring
-from carechain.crypto.signatures import generate_key
+from carechain.crypto.signatures import PrivateKey, generate_key
 from carechain.errors import ChainVerificationError, ProofError
+from carechain.ledger.block import parse_header, sign_header
+from carechain.ledger.build import block_root
 from carechain.ledger.genesis import Genesis
 from carechain.ledger.keys import SigCheck, run_sig_checks
 from carechain.ledger.verify import verify_chain
-from carechain.merkle import Checkpoint, consistency_proof, open_checkpoint, verify_consistency
-from carechain.node.chaindir import ChainPaths, init_chain, open_node, read_genesis
+from carechain.merkle import (
+    Checkpoint,
+    CompactTree,
+    MemoryNodes,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    open_checkpoint,
+    verify_consistency,
+    verify_inclusion,
+)
+from carechain.node.chaindir import ChainPaths, init_chain, load_node_key, open_node, read_genesis
 from carechain.node.verify import note_verifiers, verify_store
 from carechain.storage import StoredBlock
 from carechain.storage.sqlite import SQLiteStore
@@ -177,6 +189,7 @@ def test_every_flipped_byte_is_detected_and_named(built: Built, height: int, fam
             else:
                 fields[err.field] += 1
     assert flipped > 0
+    print(f"TAMPER block{height}-{family}: flipped={flipped} detected={flipped - len(misses)}")
     assert not misses, f"{len(misses)} of {flipped} flips not named right: {misses[:10]}"
     if family == "header" and height > 0:  # the checks behind each field are all reached
         assert {"header", "prev", "signature"} <= set(fields), fields
@@ -403,3 +416,173 @@ def test_a_truncated_tail_is_caught_by_a_client_holding_the_later_checkpoint(bui
     finally:
         full.close()
         old.close()
+
+
+# -- forged tails, re-hashed end to end ---------------------------------------------------------
+#
+# A forger who rewrites the newest block(s) and recomputes every hash (tx_root, receipt_root,
+# log root, header hash, even the seal) is still caught: without a node key the seal does not
+# verify; with the node key (a malicious node) any content the contracts would not produce
+# fails re-execution; and a *valid* alternative history (a malicious node re-sealing a
+# different block) is caught by a client holding a checkpoint of the genuine history.
+
+
+@dataclass
+class Forked:
+    blocks: list[StoredBlock]
+    """[b0, b1, b2, f3]: a different, valid block 3 sealed by the genuine node key."""
+    db: Path
+
+
+@pytest.fixture(scope="module")
+def forked(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Forked:
+    """A malicious node's alternative history: from the older copy, another block 3."""
+    root = tmp_path_factory.mktemp("forked") / "chain"
+    shutil.copytree(built.root, root)
+    ledger = ChainPaths(root).ledger
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    _copy_db(built.rollback_db, ledger)
+    node = open_node(root)
+    try:
+        chain = Chain(node, Keyring(root, scrypt_n=FAST_SCRYPT_N))
+        out = chain.run(
+            chain.register_member("medipharm", "medipharm.qa", generate_key()),
+            chain.register_member("nhis-payer", "nhis-payer.clerk", generate_key()),
+        )
+        assert all(o.ok for o in out)
+        blocks = list(node.store.iter_blocks())
+    finally:
+        node.stop()
+        node.store.close()
+    assert len(blocks) == 4 and blocks[3].header != built.blocks[3].header
+    return Forked(blocks=blocks, db=ledger)
+
+
+def _reseal(block: StoredBlock, key: PrivateKey, **changes: Any) -> StoredBlock:
+    """Rewrite header fields, re-hash and re-seal with ``key`` (a forger's full recompute)."""
+    header = dataclasses.replace(parse_header(block.header), **changes)
+    raw = header.to_bytes()
+    return dataclasses.replace(block, header=raw, signature=sign_header(raw, key).to_bytes())
+
+
+def test_a_valid_alternative_tail_verifies_alone(built: Built, forked: Forked) -> None:
+    """Negative control: the forged history is internally valid, so only a checkpoint held
+    from the genuine history can expose it (below)."""
+    assert _verify(built.genesis, forked.blocks) is None
+    assert parse_header(forked.blocks[3].header).log_size == 10
+
+
+def test_a_rehashed_tail_sealed_by_a_forger_key_is_refused(built: Built, forked: Forked) -> None:
+    b, f3 = built.blocks, forked.blocks[3]
+    forger = generate_key()
+    # the forger's own key, named as proposer: not a node key of this chain
+    err = _verify(built.genesis, [*b[:3], _reseal(f3, forger, proposer=forger.kid)])
+    assert err is not None and (err.height, err.field) in {(3, "signature"), (3, "proposer")}
+    # the forger keeps the genuine proposer and signs anyway
+    err = _verify(built.genesis, [*b[:3], _reseal(f3, forger)])
+    assert err is not None and (err.height, err.field) == (3, "signature"), err
+    # the genuine block's seal spliced onto the forged header
+    err = _verify(built.genesis, [*b[:3], dataclasses.replace(f3, signature=b[3].signature)])
+    assert err is not None and (err.height, err.field) == (3, "signature"), err
+
+
+def test_a_rehashed_tail_with_forged_receipts_fails_reexecution(built: Built) -> None:
+    """Even a node-key holder cannot turn a rejected transaction into an accepted one: the
+    receipt, receipt_root and header are recomputed and re-sealed, re-execution disagrees."""
+    b = built.blocks
+    key = load_node_key(built.root)
+    tail = b[2]  # receipts[1] is the `unauthorized` rejection
+    assert b'"rejected"' in tail.receipts[1]
+    forged = tail.receipts[1].replace(b'"unauthorized"', b'"ok"').replace(b'"rejected"', b'"ok"')
+    receipts = (tail.receipts[0], forged)
+    resealed = _reseal(
+        dataclasses.replace(tail, receipts=receipts), key, receipt_root=block_root(receipts)
+    )
+    assert _verify(built.genesis, [*b[:2], _reseal(tail, key)]) is None  # control: reseal alone
+    err = _verify(built.genesis, [*b[:2], resealed])
+    assert err is not None and err.height == 2, err
+    assert err.field in {"receipts[1]", "receipt_root", "header"}, err
+
+
+def test_a_forked_tail_is_caught_by_a_client_holding_a_later_checkpoint(
+    built: Built, forked: Forked
+) -> None:
+    genuine, fork = SQLiteStore(built.db), SQLiteStore(forked.db)
+    try:
+        genesis = built.genesis
+        trusted = note_verifiers(dict(genuine.iter_state("node/")), genesis.origin)
+        held = open_checkpoint(genuine.find_checkpoint() or b"", trusted, genesis.origin)
+        assert verify_store(fork, genesis).chain.blocks == 4  # valid on its own
+        with pytest.raises(ProofError):  # same size 10, another root: a fork
+            _client_check(held, fork, genesis)
+        # negative control: the same client accepts the genuine store
+        assert _client_check(held, genuine, genesis).root == held.root
+    finally:
+        genuine.close()
+        fork.close()
+
+
+# -- a duplicated last leaf --------------------------------------------------------------------
+
+
+def test_a_duplicated_last_leaf_is_detected(built: Built) -> None:
+    b = built.blocks
+    dup = _splice(b[3], b[3].envelopes[-1], b[3].receipts[-1])
+    err = _verify(built.genesis, [*b[:3], dup])
+    assert err is not None and (err.height, err.field) == (3, "envelopes[2]"), err
+    # re-hashed and re-sealed by the node key itself: still a replay
+    envs = dup.envelopes
+    log = CompactTree()
+    log.append([leaf_hash(e) for blk in b[:3] for e in blk.envelopes])
+    log.append([leaf_hash(e) for e in envs])
+    resealed = _reseal(
+        dup, load_node_key(built.root), txs=3, tx_root=block_root(envs),
+        receipt_root=block_root(dup.receipts), log_size=log.size, log_root=log.root(),
+    )  # fmt: skip
+    err = _verify(built.genesis, [*b[:3], resealed])
+    assert err is not None and (err.height, err.field) == (3, "envelopes[2]"), err
+    assert "replay" in str(err)
+
+
+@pytest.mark.parametrize("n", range(1, 33))
+def test_rfc9162_roots_have_no_duplicated_leaf_ambiguity(n: int) -> None:
+    """CVE-2012-2459 (Bitcoin duplicates an odd last node): RFC 9162 never does, so the log
+    of ``n`` leaves and the log with its last leaf repeated have different roots, and an
+    inclusion proof for the last leaf does not carry over to a phantom index ``n``.
+
+    Found while writing this: for even ``n`` the path of leaf ``n-1`` in the tree of size ``n``
+    also "verifies" leaf index ``n`` of a claimed size ``n+1`` against the size-``n`` root,
+    because ``verify_inclusion`` trusts the size it is given. The root of size ``n+1`` is never
+    that root (first assertion), so the SDK must take the size from the signed checkpoint and
+    refuse any other: ``test_hostile_server.py::test_proof_larger_than_the_checkpoint``.
+    """
+    leaves = [bytes([i]) * 8 for i in range(n)]
+    root_n = block_root(leaves)
+    assert root_n != block_root([*leaves, leaves[-1]])
+    nodes = MemoryNodes()
+    tree = CompactTree()
+    nodes.put_all(tree.append([leaf_hash(x) for x in leaves]))
+    proof = inclusion_proof(nodes, n - 1, n)
+    verify_inclusion(leaf_hash(leaves[-1]), n - 1, n, proof, root_n)  # control
+    with pytest.raises(ProofError):
+        verify_inclusion(leaf_hash(leaves[-1]), n, n, proof, root_n)
+
+
+def test_a_duplicated_last_row_in_sqlite_is_detected(built: Built, tamper_db: Any) -> None:
+    envelope_, receipt = _one(built.db, "SELECT envelope, receipt FROM txs WHERE log_index = 9")
+    # the unique tx-id index refuses a verbatim duplicate row outright
+    conn = apsw.Connection(str(_copy_db(built.db, built.db.parent / "dup-check.sqlite")))
+    try:
+        with pytest.raises(apsw.ConstraintError):
+            conn.execute("INSERT INTO txs SELECT 10, tx_id, height, 2, envelope, receipt "
+                         "FROM txs WHERE log_index = 9")  # fmt: skip
+    finally:
+        conn.close()
+    # a row under another id, with the block's count bumped: verify names the duplicate
+    err = tamper_db(
+        "INSERT INTO txs (log_index, tx_id, height, position, envelope, receipt) "
+        "VALUES (10, ?, 3, 2, ?, ?); UPDATE blocks SET tx_count = 3 WHERE height = 3",
+        (b"\x07" * 32, envelope_, receipt),
+    )
+    assert (err.height, err.field) == (3, "envelopes[2]"), err

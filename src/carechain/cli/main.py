@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from carechain import __version__
+from carechain.cli.backup import register as register_backup
 from carechain.cli.claims import claims_app
 from carechain.cli.common import DirOption, exit_with_error, handle_errors
 from carechain.cli.consortium import (
@@ -85,6 +86,7 @@ app.add_typer(trials_app, name="trials")
 app.add_typer(incentives_app, name="incentives")
 app.add_typer(consortium_app, name="consortium")
 register_records(app)
+register_backup(app)  # backup, restore (issue 9)
 
 
 def _version(value: bool) -> None:

@@ -19,6 +19,7 @@ Nothing is partially applied: the node signs ONE transaction per document.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time as _time
 from collections.abc import Mapping
@@ -256,11 +257,25 @@ def parse_document(raw: bytes) -> Mapping[str, Any]:
     """Step 1 (size bound, JSON, schema)."""
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise LimitExceededError(f"EPCIS document exceeds {MAX_DOCUMENT_BYTES} bytes")
-    try:
+    try:  # orjson: depth cap, lone surrogates, NaN/Infinity refused
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(f"not JSON: {exc}", code="malformed_json") from None
+    try:  # I-JSON (RFC 7493 §2.3): duplicate names are ambiguous, refused like every other edge
+        json.loads(raw, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"not JSON: {exc}", code="malformed_json") from None
     return validate_epcis(doc)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key[:60]!r}")
+        out[key] = value
+    return out
+
 
 
 def prepare_capture(raw: bytes, *, strict_ids: bool = True) -> PreparedCapture:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from carechain.api import queries
 from carechain.api.deps import NodeDep, problems
 from carechain.api.schemas import BlockDetail, BlockList, ChainInfo
+from carechain.encoding import MAX_SAFE_INT
 
 router = APIRouter(prefix="/v1")
 
@@ -44,7 +45,7 @@ def list_blocks(
     response_model=BlockDetail,
     responses=problems(400, 404),
 )
-def get_block(height: Annotated[int, Path(ge=0)], node: NodeDep) -> BlockDetail:
+def get_block(height: Annotated[int, Path(ge=0, le=MAX_SAFE_INT)], node: NodeDep) -> BlockDetail:
     """The canonical header (decoded and as base64url), the seal (null for genesis) and
     each transaction's kind, sender and receipt status."""
     return queries.get_block(node, height)
@@ -85,7 +86,10 @@ def get_chain(node: NodeDep) -> ChainInfo:
 )
 def get_checkpoint(
     node: NodeDep,
-    height: Annotated[int | None, Query(ge=0, description="Block height (default: head).")] = None,
+    height: Annotated[
+        # bounded: SQLite integers are 64-bit; a larger one was a 500 (found by fuzzing)
+        int | None, Query(ge=0, le=MAX_SAFE_INT, description="Block height (default: head).")
+    ] = None,
 ) -> Response:
     """The checkpoint signed with block ``height``: origin, log size, root, signatures."""
     note = queries.get_checkpoint(node, height)
