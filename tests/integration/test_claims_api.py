@@ -372,3 +372,59 @@ def test_analytics_per_provider_against_peers(parties: Parties) -> None:
 def demo_chain(demo_chain_domains: InitResult) -> InitResult:
     """This module uses the domain demo data, as ``carechain init --demo`` seeds it."""
     return demo_chain_domains
+
+
+def test_value_based_bonus_through_the_api(parties: Parties, chain: Chain) -> None:
+    """A laboratory admitted by vote attests that a patient's HbA1c was below the agreement's
+    threshold; the agreement pays its bonus once, through POST /v1/transactions (negative
+    controls: an outcome above the threshold pays nothing, a second one is already_paid)."""
+    from carechain.crypto.signatures import generate_key
+    from carechain.testing.chain_driver import pub
+
+    client = parties.client
+    lab_admin, tech = generate_key(), generate_key()
+    org = {"admins": [{"account": "korea-lab.admin", "keys": [pub(lab_admin)]}],
+           "id": "korea-lab", "name": "Korea Lab (demo)", "roles": ["laboratory"]}  # fmt: skip
+    propose = chain.tx(
+        "governance.propose@1",
+        "seoul-general.admin",
+        {"action": "admit_org", "org": org},
+        [chain.key("seoul-general-admin")],
+    )
+    (res,) = client.submit(propose)
+    assert res.ok, res
+    for voter in ("hanbit-pharmacy", "nhis-payer", "medipharm", "mfds-regulator"):
+        if chain.state("org/korea-lab") is not None:
+            break
+        vote = chain.tx("governance.vote@1", f"{voter}.admin",
+                        {"approve": True, "proposal": propose.tx_id.hex()[:16]},
+                        [chain.key(f"{voter}-admin")])  # fmt: skip
+        assert client.submit(vote)[0].ok
+    assert chain.state("org/korea-lab") is not None
+    member = chain.tx("identity.register_member@1", "korea-lab.admin",
+                      {"account": "korea-lab.tech", "keys": [pub(tech)], "org": "korea-lab",
+                       "role": "lab_technician"}, [lab_admin])  # fmt: skip
+    assert client.submit(member)[0].ok
+    now = now_ms()
+    vba = {"agreement": "dm-demo", "plan": DEMO_PLAN, "provider": PROVIDER, "bonus": 50_000,
+           "budget": 100_000, "measure": {"code": "4548-4", "below": 70, "unit": "pct-x10"},
+           "window": {"start": now - DAY, "end": now + 365 * DAY}}  # fmt: skip
+    assert client.submit(chain.tx("claims.agreement@1", "nhis-payer.admin", vba,
+                                  [chain.key("nhis-payer-admin")]))[0].ok  # fmt: skip
+    parties.submit()  # attribution: the provider billed this patient
+    chain._actors["korea-lab.tech"] = ("korea-lab.tech", tech)
+    reasons = []
+    for obs, result in (("hba1c-1", "not_below"), ("hba1c-2", "below"), ("hba1c-3", "below")):
+        parties.anchor("korea-lab.tech", "Observation", obs, org="korea-lab")
+        attest = {
+            "agreement": "dm-demo",
+            "patient": parties.p1,
+            "code": "4548-4",
+            "result": result,
+            "observation": {"org": "korea-lab", "id": obs, "version": 1},
+        }
+        assert client.submit(chain.tx("claims.outcome@1", "korea-lab.tech", attest, [tech]))[0].ok
+        reasons.append(chain.state(f"claims/outcome/dm-demo/korea-lab/{obs}/1")["reason"])
+    assert reasons == ["not_below", "paid", "already_paid"]
+    agreement = parties.payer.agreement_state("dm-demo")
+    assert (agreement["paid"], agreement["bonuses"]) == (50_000, 1)
