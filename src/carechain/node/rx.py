@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import orjson
@@ -48,6 +47,7 @@ from carechain.errors import (
     ValidationError,
 )
 from carechain.ledger.tx import NONCE_SIZE, SignedTx, make_tx, parse_envelope
+from carechain.node.commit import commit_one
 from carechain.node.node import Node
 
 COMMIT_TIMEOUT = 30.0
@@ -117,19 +117,7 @@ class RxService:
 
     def commit(self, tx: SignedTx) -> dict[str, Any]:
         """Submit ``tx`` and wait for its block: the decoded receipt plus ``height``/``tx``."""
-        try:
-            ((height, index),) = self.node.submit_and_wait([tx.raw], timeout=self.commit_timeout)
-        except FutureTimeout:
-            raise InfrastructureError(
-                f"transaction {tx.tx_id.hex()} was not committed within {self.commit_timeout} s",
-                code="commit_timeout",
-            ) from None
-        raw = self.node.store.find_receipt(index)
-        if raw is None:  # pragma: no cover - committed with its block
-            raise InfrastructureError(f"no receipt for committed transaction {tx.tx_id.hex()}")
-        receipt: dict[str, Any] = orjson.loads(raw)
-        receipt.update({"height": height, "log_index": index, "tx": tx.tx_id.hex()})
-        return receipt
+        return commit_one(self.node, tx, self.commit_timeout)
 
     def submit(
         self, account: str, signer: PrivateKey | None, kind: str, args: JsonObject

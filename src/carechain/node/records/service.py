@@ -36,7 +36,6 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +83,7 @@ from carechain.fhir.canonical import SUBJECT_FIELDS, normalise_patient_reference
 from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import NoteVerifier, inclusion_proof, leaf_hash, open_checkpoint
 from carechain.node.chaindir import ChainPaths, load_index_key, load_record_kek, new_tx
+from carechain.node.commit import commit_one
 from carechain.node.node import Node
 from carechain.node.records import directory
 from carechain.node.records.binary import create_binary, raw_as_json, read_binary
@@ -251,19 +251,7 @@ class FileRecordService:
     # -- ledger plumbing ---------------------------------------------------------------------
     def _commit(self, tx: SignedTx) -> dict[str, Any]:
         """Submit ``tx``, wait for its block; its decoded receipt (plus ``height``)."""
-        try:
-            ((height, index),) = self.node.submit_and_wait([tx.raw], timeout=self.commit_timeout)
-        except FutureTimeout:
-            raise InfrastructureError(
-                f"transaction {tx.tx_id.hex()} was not committed within {self.commit_timeout} s",
-                code="commit_timeout",
-            ) from None
-        raw = self.node.store.find_receipt(index)
-        if raw is None:  # pragma: no cover - committed with its block
-            raise InfrastructureError(f"no receipt for committed transaction {tx.tx_id.hex()}")
-        receipt: dict[str, Any] = orjson.loads(raw)
-        receipt["height"] = height
-        return receipt
+        return commit_one(self.node, tx, self.commit_timeout)
 
     def _request_id(self) -> str:
         return f"rq-{uuid.uuid4().hex[:20]}"

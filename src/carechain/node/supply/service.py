@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from carechain.errors import (
 from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import inclusion_proof, leaf_hash, root_at
 from carechain.node.chaindir import new_tx
+from carechain.node.commit import commit_one
 from carechain.node.node import Node
 from carechain.storage.abc import LedgerStore
 from carechain.storage.offchain.base import RecordStore
@@ -143,18 +143,7 @@ class SupplyService:
 
     def commit(self, tx: SignedTx) -> dict[str, Any]:
         """Submit, wait for the block, return the receipt (plus ``height``)."""
-        try:
-            ((height, index),) = self.node.submit_and_wait([tx.raw], timeout=self.commit_timeout)
-        except FutureTimeout:
-            raise InfrastructureError(
-                f"transaction {tx.tx_id.hex()} was not committed in time", code="commit_timeout"
-            ) from None
-        raw = self.node.store.find_receipt(index)
-        if raw is None:  # pragma: no cover - committed with its block
-            raise InfrastructureError(f"no receipt for {tx.tx_id.hex()}")
-        receipt: dict[str, Any] = orjson.loads(raw)
-        receipt["height"] = height
-        return receipt
+        return commit_one(self.node, tx, self.commit_timeout)
 
     def _append(self, name: str, entry: Mapping[str, Any]) -> None:
         if self.root is None:
