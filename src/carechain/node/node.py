@@ -7,9 +7,12 @@ Data flow (see docs/ARCHITECTURE.md)::
       2 chain, kind, window     → ValidationError
       3 replay (store+mempool)  → DuplicateTransactionError (409)
       4 resolve signer keys     → unknown / revoked / algorithm mismatch (4xx)
-      5 verify signatures       → SignatureError (process pool)
+      5 verify signatures       → SignatureError
       6 mempool (bounded)       → UnavailableError (503 + Retry-After)
-    producer thread: take → orderer.submit → orderer.read → build_block → seal → checkpoint
+    Steps 1 and 5 run together in the worker pool (node/sigpool.py: raw bytes and the node's
+    key hints out, parsed fields and verdicts back); errors are still raised in step order.
+    producer thread (group commit: cuts a block as soon as it is free): take →
+      orderer.submit → orderer.read → build_block → seal → checkpoint
       → ONE storage transaction → resolve the submitters' futures (acknowledgement)
 
 Invariants: a future resolves only after its block is durably committed; a commit failure is
@@ -29,11 +32,13 @@ compacted below the head the node catches up from its peers' final blocks (node/
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import cast
@@ -42,7 +47,7 @@ import orjson
 
 from carechain.contracts import ContractRegistry, default_contracts
 from carechain.crypto.signatures import PrivateKey
-from carechain.encoding import JsonObject
+from carechain.encoding import JsonObject, b64u_decode
 from carechain.errors import (
     AuthorizationError,
     ConfigurationError,
@@ -64,10 +69,10 @@ from carechain.ledger.block import (
 from carechain.ledger.build import BuiltBlock, build_block
 from carechain.ledger.genesis import Genesis
 from carechain.ledger.keys import SigCheck, key_state_key, node_state_key, resolve_sig_checks
-from carechain.ledger.tx import SignedTx, TxId, parse_envelope
+from carechain.ledger.tx import MAX_SIGNERS, SignedTx, TxId, parse_envelope
 from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
 from carechain.node.mempool import Mempool, PendingTx
-from carechain.node.sigpool import SignatureVerifier
+from carechain.node.sigpool import BAD_SIGNATURE, UNRESOLVED, SignatureVerifier
 from carechain.node.statecache import StateCache
 from carechain.node.witness import CosignBoard, DivergenceError, Witness
 from carechain.ordering import OrderedBatch, Orderer, SoloOrderer
@@ -76,6 +81,20 @@ from carechain.storage import BlockCommit, LedgerStore, StoredBlock
 log = logging.getLogger("carechain.node")
 
 MAX_BATCH = 10_000
+_MAX_KNOWN_KEYS = 200_000
+"""Bound of the node's ``kid -> (alg, pub)`` memo (it starts over past it)."""
+
+
+@contextlib.contextmanager
+def _naming(i: int, n: int) -> Iterator[None]:
+    """Prefix a LedgerError raised inside with the transaction's place in the batch."""
+    try:
+        yield
+    except LedgerError as exc:
+        where = f"transactions[{i}]" if n > 1 else "transaction"
+        exc.message = f"{where}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
 
 
 def now_ms() -> int:
@@ -136,6 +155,7 @@ class Node:
         self.genesis = genesis
         self.params = genesis.params
         self.node_key = node_key
+        self._node_kid = node_key.kid  # derived from the private key: costly, so once
         self.contracts = contracts or default_contracts()
         self.verifier = verifier or SignatureVerifier()
         self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
@@ -145,6 +165,8 @@ class Node:
         self._inflight: dict[bytes, PendingTx] = {}
         self._parsed: dict[bytes, SignedTx] = {}
         """Envelopes this node parsed at submission, by raw bytes (spares a re-parse)."""
+        self._known_keys: dict[str, tuple[str, bytes]] = {}
+        """``kid -> (alg, pub)`` of registered keys seen (immutable facts; bounded)."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -215,38 +237,81 @@ class Node:
         )
 
     # -- submission -----------------------------------------------------------------------
+    def _key_hints(self, raws: Sequence[bytes]) -> list[dict[str, tuple[str, bytes]]]:
+        """For each envelope, ``kid -> (alg, pub)`` of the registered keys it names.
+
+        A lenient peek at the signers (the worker parses strictly); only a hint: a key id
+        the peek misses is resolved again, in this process, from the state.
+        """
+        named: list[list[str]] = []
+        for raw in raws:
+            try:
+                text = orjson.loads(raw)["body"]
+                body = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+                kids = [s["kid"] for s in body["signers"][:MAX_SIGNERS]]
+                named.append([k for k in kids if isinstance(k, str)])
+            except Exception:  # malformed: the strict parse in the worker names the error
+                named.append([])
+        known = self._known_keys
+        self.state.prefetch(key_state_key(k) for kids in named for k in kids if k not in known)
+        out: list[dict[str, tuple[str, bytes]]] = []
+        for kids in named:
+            hints: dict[str, tuple[str, bytes]] = {}
+            for kid in kids:
+                found = known.get(kid)
+                if found is None:
+                    rec = self.state.find_state(key_state_key(kid))
+                    if rec is None:
+                        continue
+                    obj = orjson.loads(rec)
+                    found = (str(obj["alg"]), b64u_decode(obj["pub"]))
+                    if len(known) >= _MAX_KNOWN_KEYS:
+                        known.clear()
+                    known[kid] = found  # a kid is bound to (alg, pub) forever (ledger/keys.py)
+                hints[kid] = found
+            out.append(hints)
+        return out
+
     def check_envelopes(self, raws: Sequence[bytes]) -> list[tuple[SignedTx, list[SigCheck]]]:
-        """Steps 1-4 of submission for a batch; raises naming the first bad transaction."""
+        """Steps 1-5 of submission for a batch; raises naming the first bad transaction.
+
+        Parsing (step 1) and verification (step 5) run together in the worker pool; their
+        errors are reported in step order: every parse error before any replay, every
+        replay before any key error, every key error before any bad signature. Returns each
+        transaction with the checks still to run here (empty once a worker verified it).
+        """
         if not raws:
             raise ValidationError("no transactions given")
         if len(raws) > MAX_BATCH:
             raise ValidationError(f"a batch holds at most {MAX_BATCH} transactions")
         now = self.clock()
-        out: list[tuple[SignedTx, list[SigCheck]]] = []
+        items = list(zip(raws, self._key_hints(raws), strict=True))
+        results = self.verifier.parse_and_verify(items)  # steps 1 and 5, in the workers
         txs: list[SignedTx] = []
-        for step in ("parse", "check"):
-            for i, raw in enumerate(raws):
-                try:
-                    if step == "parse":
-                        txs.append(parse_envelope(raw))  # step 1
-                    else:
-                        out.append(self._check_one(txs[i], now))
-                except LedgerError as exc:
-                    where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
-                    exc.message = f"{where}: {exc.message}"
-                    exc.args = (exc.message,)
-                    raise
-            if step == "parse":
-                self._check_replay([tx.tx_id for tx in txs])  # step 3
-                # one store read for every account and key the batch names
-                self.state.prefetch(
-                    key
-                    for tx in txs
-                    for key in (
-                        f"acct/{tx.body.sender}",
-                        *(key_state_key(s.kid) for s in tx.body.signers),
-                    )
-                )
+        for i, (_, parsed) in enumerate(results):
+            if parsed is None:  # step 1, named precisely by parsing again here
+                with _naming(i, len(raws)):
+                    parsed = parse_envelope(raws[i])
+                results[i] = (UNRESOLVED, parsed)  # (cannot happen) re-check it here
+            txs.append(parsed)
+        self._check_replay([tx.tx_id for tx in txs])  # step 3
+        # one store read for every account and key the batch names
+        self.state.prefetch(
+            key
+            for tx in txs
+            for key in (f"acct/{tx.body.sender}", *(key_state_key(s.kid) for s in tx.body.signers))
+        )
+        out: list[tuple[SignedTx, list[SigCheck]]] = []
+        bad_signature: int | None = None
+        for i, ((status, _), tx) in enumerate(zip(results, txs, strict=True)):
+            with _naming(i, len(raws)):
+                checks = self._check_one(tx, now, resolve=status == UNRESOLVED)
+            if status == BAD_SIGNATURE and bad_signature is None:
+                bad_signature = i
+            out.append((tx, checks))
+        if bad_signature is not None:  # step 5
+            where = f"transactions[{bad_signature}]" if len(raws) > 1 else "transaction"
+            raise SignatureError(f"{where}: a signature does not verify for the key it names")
         return out
 
     def _check_replay(self, ids: list[TxId]) -> None:
@@ -258,7 +323,8 @@ class Node:
                     f"transaction {tx_id.hex()} was already accepted (replay)"
                 )
 
-    def _check_one(self, tx: SignedTx, now: int) -> tuple[SignedTx, list[SigCheck]]:
+    def _check_one(self, tx: SignedTx, now: int, *, resolve: bool) -> list[SigCheck]:
+        """Steps 2 and 4 for one transaction; with ``resolve``, its checks to run here."""
         body = tx.body
         if body.chain != self.genesis.chain:  # step 2
             raise ValidationError(
@@ -291,6 +357,8 @@ class Node:
                     f"key {signer.kid} was {key['status']} at block {key.get('revoked_at')}",
                     code="revoked_key",
                 )
+        if not resolve:
+            return []  # a worker resolved every signer's key and verified
         checks = resolve_sig_checks(tx, self.state)
         if checks is None:
             raise ValidationError(
@@ -298,7 +366,7 @@ class Node:
                 "block registering it is committed)",
                 code="unknown_key",
             )
-        return tx, checks
+        return checks
 
     def submit(self, raws: Sequence[bytes]) -> list[PendingTx]:
         """Check, verify and enqueue a batch (all or nothing); return futures to wait on."""
@@ -307,11 +375,14 @@ class Node:
                 "the node stopped after a fatal error; restart it", retry_after=5
             )
         checked = self.check_envelopes(raws)
-        results = self.verifier.verify([checks for _, checks in checked])  # step 5
-        for i, ok in enumerate(results):
-            if not ok:
-                where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
-                raise SignatureError(f"{where}: a signature does not verify for the key it names")
+        rest = [(i, checks) for i, (_, checks) in enumerate(checked) if checks]
+        if rest:  # keys this process resolved itself (step 5 for them)
+            for (i, _), ok in zip(rest, self.verifier.verify([c for _, c in rest]), strict=True):
+                if not ok:
+                    where = f"transactions[{i}]" if len(raws) > 1 else "transaction"
+                    raise SignatureError(
+                        f"{where}: a signature does not verify for the key it names"
+                    )
         with self._lock:
             for tx, _ in checked:
                 if tx.tx_id in self._inflight:
@@ -392,10 +463,10 @@ class Node:
                     continue
                 if not self.mempool.nonempty.wait(0.05):
                     continue
-                deadline = time.monotonic() + interval
-                while len(self.mempool) < self.params.block_max_txs and time.monotonic() < deadline:
-                    if self._stop.wait(0.002):
-                        break
+                # Group commit: cut a block as soon as the producer is free; what arrives
+                # while it executes and commits fills the next one, so blocks grow with the
+                # load (up to block_max_txs) and stay small, with low latency, when it is
+                # light. No transaction waits longer than block_interval_ms.
                 self.produce_once()
             except BaseException as exc:
                 self._fatal(exc)
@@ -535,7 +606,7 @@ class Node:
                 self.params.max_clock_skew_ms,
             )
         else:
-            proposer = self.node_key.kid
+            proposer = self._node_kid
             seal = {"from": batch.position, "kind": self.orderer.kind, "to": batch.position}
             time_ms = max(self.head.header.time, batch.timestamp)
         built = build_block(
@@ -573,7 +644,7 @@ class Node:
         (It stops being one when governance removes its organisation.) Raises
         ConfigurationError, which is fatal: the node stops and acknowledges nothing more.
         """
-        raw = self.store.find_state(node_state_key(self.node_key.kid))
+        raw = self.state.find_state(node_state_key(self._node_kid))
         rec = orjson.loads(raw) if raw is not None else None
         if (
             not isinstance(rec, dict)
@@ -581,7 +652,7 @@ class Node:
             or rec.get("alg") != self.node_key.alg
         ):
             raise ConfigurationError(
-                f"node key {self.node_key.kid} is not an active node key of this chain "
+                f"node key {self._node_kid} is not an active node key of this chain "
                 f"({'unregistered' if rec is None else rec.get('status')}); it cannot seal blocks"
             )
 

@@ -18,7 +18,7 @@ _MISSING = b""
 class StateCache:
     """Committed state with a bounded cache in front of the store."""
 
-    def __init__(self, store: LedgerStore, *, max_entries: int = 500_000) -> None:
+    def __init__(self, store: LedgerStore, *, max_entries: int = 200_000) -> None:
         self._store = store
         self._max = max_entries
         self._values: dict[str, bytes | None] = {}
@@ -45,6 +45,8 @@ class StateCache:
 
     def apply(self, writes: Iterable[tuple[str, bytes | None]]) -> None:
         """Record a committed block's writes (call after the commit succeeded)."""
+        if len(self._values) >= self._max:  # bounded here too: a long ingest writes a lot
+            self._values = {}
         values = self._values
         for key, value in writes:
             values[key] = value

@@ -46,6 +46,8 @@ MIN_SQLITE_VERSION = (3, 51, 3)
 _BUSY_TIMEOUT_MS = 10_000
 _BLOCK_PAGE = 32  # blocks fetched per statement pair by iter_blocks
 _IN_CHUNK = 500  # ids per IN (...) list
+_MERKLE_CACHE_MIN_LEVEL = 4  # nodes over >= 16 leaves: shared by many proofs
+_MERKLE_CACHE_MAX = 250_000  # ~ 20 MB; starts over past it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_meta (
@@ -145,6 +147,8 @@ class SQLiteStore(LedgerStore):
         self._local = threading.local()
         self._closed = False
         self._failed: str | None = None
+        self._merkle_cache: dict[tuple[int, int], bytes] = {}
+        """Committed Merkle nodes read before (immutable), for proofs at large logs."""
         self._check_sqlite_version()
         try:
             self._writer = self._connect()
@@ -387,12 +391,21 @@ class SQLiteStore(LedgerStore):
 
     # -- merkle --------------------------------------------------------------------------
     def get_merkle_node(self, level: int, index: int) -> bytes:
+        # A stored node never changes (it is written once, by the commit of the block that
+        # completes it), so a cached copy stays right; only committed rows are ever cached.
+        cached = self._merkle_cache.get((level, index))
+        if cached is not None:
+            return cached
         rows = self._rows(
             "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
         )
         if not rows:
             raise NotFoundError(f"no Merkle node at level {level}, index {index}")
         value: bytes = rows[0][0]
+        if level >= _MERKLE_CACHE_MIN_LEVEL:
+            if len(self._merkle_cache) >= _MERKLE_CACHE_MAX:
+                self._merkle_cache = {}
+            self._merkle_cache[(level, index)] = value
         return value
 
     # -- state ---------------------------------------------------------------------------
