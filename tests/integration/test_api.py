@@ -158,8 +158,17 @@ def test_submit_without_waiting_is_202_then_committed(client: TestClient, demo_n
     assert got.json()["receipt"]["status"] == "ok"
 
 
-def test_wait_timeout_is_202_pending(client: TestClient, demo_node: Node) -> None:
-    tx, _ = patient_tx(demo_node)  # the producer waits ~100 ms to fill a block
+def test_wait_timeout_is_202_pending(
+    client: TestClient, demo_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_commit = demo_node.store.commit_block
+
+    def slow_commit(commit: Any) -> None:  # the block commits well after the 1 ms wait
+        time.sleep(0.5)
+        real_commit(commit)
+
+    monkeypatch.setattr(demo_node.store, "commit_block", slow_commit)
+    tx, _ = patient_tx(demo_node)
     resp = post(client, tx.raw, timeout="0.001")
     assert resp.status_code == 202, resp.text
     assert resp.json()["results"] == [{"tx_id": tx.tx_id.hex(), "status": "pending"}]
