@@ -115,7 +115,7 @@ def _batch(chain: Chain, n: int) -> list[bytes]:
 
 
 def test_a_large_batch_commits_through_the_pool(chain: Chain) -> None:
-    raws = _batch(chain, INLINE_BELOW + 36)
+    raws = _batch(chain, 100)  # > INLINE_BELOW: through the pool
     results = chain.node.submit_and_wait(raws)
     assert len({h for h, _ in results}) >= 1
     assert chain.node.store.has_tx_ids([parse_envelope(r).tx_id for r in raws]) == [True] * 100

@@ -68,7 +68,9 @@ class Overlay:
 
     def put(self, key: str, value: JsonValue) -> None:
         """Set ``key`` to ``value`` (validated and canonicalised)."""
-        self._writes[key] = canonical_bytes(value)
+        # An exact-size copy: orjson hands back its whole output buffer (4 KiB and up) as
+        # the bytes object, and committed values live on in the node's state cache.
+        self._writes[key] = bytes(memoryview(canonical_bytes(value)))
         self._cache.pop(key, None)
 
     def delete(self, key: str) -> None:

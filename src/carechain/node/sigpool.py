@@ -32,8 +32,8 @@ from carechain.errors import LedgerError
 from carechain.ledger.keys import SigCheck, introduced_keys
 from carechain.ledger.tx import SignedTx, Signer, TxBody, parse_envelope, signing_bytes
 
-INLINE_BELOW = 64
-"""Batches smaller than this are verified in the calling process."""
+INLINE_BELOW = 16
+"""Batches smaller than this are parsed and verified in the calling process."""
 
 KeyHints = Mapping[str, tuple[str, bytes]]
 """``kid -> (alg, public key)`` for the registered keys an envelope names."""
