@@ -68,18 +68,36 @@ def binary_resource(rid: str, content_type: str, context: str) -> dict[str, Any]
             "securityContext": {"reference": context}}  # fmt: skip
 
 
+class BinaryMac:
+    """HMAC-SHA256 of a Binary's canonical JSON, fed the raw bytes as they stream past."""
+
+    def __init__(self, key: bytes, *, rid: str, content_type: str, context: str) -> None:
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._canon = BinaryCanonicalizer(
+            rid=rid, content_type=content_type, security_context=context
+        )
+        self._mac.update(self._canon.head)
+        self.size = 0
+        """Raw bytes seen so far."""
+
+    def update(self, raw: bytes) -> None:
+        """Feed the next raw chunk."""
+        self.size += len(raw)
+        self._mac.update(self._canon.update(raw))
+
+    def digest(self) -> bytes:
+        """The digest (call once, after the last chunk)."""
+        self._mac.update(self._canon.finish() + self._canon.tail)
+        return self._mac.digest()
+
+
 def binary_digest(key: bytes, chunks: Iterable[bytes], *, rid: str, content_type: str,
                   context: str) -> tuple[bytes, int]:  # fmt: skip
     """(HMAC-SHA256 of the Binary's canonical JSON, raw size) computed from streamed bytes."""
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    canon = BinaryCanonicalizer(rid=rid, content_type=content_type, security_context=context)
-    mac.update(canon.head)
-    size = 0
+    mac = BinaryMac(key, rid=rid, content_type=content_type, context=context)
     for chunk in chunks:
-        size += len(chunk)
-        mac.update(canon.update(bytes(chunk)))
-    mac.update(canon.finish() + canon.tail)
-    return mac.digest(), size
+        mac.update(bytes(chunk))
+    return mac.digest(), mac.size
 
 
 def create_binary(
@@ -122,14 +140,12 @@ def create_binary(
         )  # fmt: skip
 
     blinding = os.urandom(DATA_KEY_SIZE)
-    mac = hmac.new(blinding, digestmod=hashlib.sha256)
-    canon = BinaryCanonicalizer(rid=rid, content_type=content_type, security_context=context)
-    mac.update(canon.head)
+    mac = BinaryMac(blinding, rid=rid, content_type=content_type, context=context)
 
     def tap() -> Iterator[bytes]:
         for chunk in chunks:
             raw = bytes(chunk)
-            mac.update(canon.update(raw))
+            mac.update(raw)
             yield raw
 
     try:
@@ -138,7 +154,6 @@ def create_binary(
         reason = "too_large" if isinstance(exc, LimitExceededError) else "upload_failed"
         exc.audit_id = failed(reason)  # type: ignore[attr-defined]
         raise
-    mac.update(canon.finish() + canon.tail)
     args: dict[str, Any] = {
         "digest": b64u_encode(mac.digest()), "id": rid, "index": pindex, "org": org,
         "patient": patient, "type": "Binary", "version": 1,
