@@ -20,7 +20,7 @@ from carechain.api import schemas
 from carechain.errors import InfrastructureError, NotFoundError, ValidationError
 from carechain.ledger.block import BlockHeader, header_hash, parse_header
 from carechain.ledger.tx import parse_envelope, validate_account_id
-from carechain.merkle import consistency_proof, inclusion_proof, leaf_hash, root_at
+from carechain.merkle import consistency_proof_and_roots, inclusion_proof_and_root, leaf_hash
 from carechain.node.node import Node
 
 MAX_BLOCKS_PAGE = 100
@@ -142,22 +142,18 @@ def _tree_size(node: Node, size: int | None) -> int:
 def prove_inclusion(node: Node, tx_id: bytes, size: int | None) -> schemas.InclusionProofDTO:
     """RFC 9162 inclusion proof of ``tx_id``'s envelope in the log of ``size``."""
     tree_size = _tree_size(node, size)
-    loc = node.store.find_tx(tx_id)
-    if loc is None:
+    found = node.store.find_tx_envelope(tx_id)
+    if found is None:
         raise NotFoundError(f"transaction {tx_id.hex()} is not committed on this chain")
+    loc, raw = found
     if loc.log_index >= tree_size:
         raise ValidationError(
             f"size: transaction {tx_id.hex()} is leaf {loc.log_index}, not in a tree of "
             f"size {tree_size}; ask for a size > {loc.log_index}",
             code="bad_size",
         )
-    raw = node.store.find_envelope(loc.log_index)
-    if raw is None:  # pragma: no cover - committed with the tx
-        raise InfrastructureError(f"transaction {tx_id.hex()}: envelope missing")
-    proof = inclusion_proof(node.store, loc.log_index, tree_size)
-    return schemas.inclusion_dto(
-        tx_id, loc.log_index, tree_size, leaf_hash(raw), proof, root_at(node.store, tree_size)
-    )
+    proof, root = inclusion_proof_and_root(node.store, loc.log_index, tree_size)
+    return schemas.inclusion_dto(tx_id, loc.log_index, tree_size, leaf_hash(raw), proof, root)
 
 
 def prove_consistency(node: Node, size1: int, size2: int | None) -> schemas.ConsistencyProofDTO:
@@ -169,10 +165,8 @@ def prove_consistency(node: Node, size1: int, size2: int | None) -> schemas.Cons
             "tree proves nothing)",
             code="bad_size",
         )
-    proof = consistency_proof(node.store, size1, tree_size)
-    return schemas.consistency_dto(
-        size1, tree_size, proof, root_at(node.store, size1), root_at(node.store, tree_size)
-    )
+    proof, root1, root2 = consistency_proof_and_roots(node.store, size1, tree_size)
+    return schemas.consistency_dto(size1, tree_size, proof, root1, root2)
 
 
 def get_account(node: Node, account: str, limit: int, before: int | None) -> schemas.AccountView:

@@ -25,7 +25,9 @@ from carechain.merkle.tree import (
     MemoryNodes,
     NodeReader,
     consistency_proof,
+    consistency_proof_and_roots,
     inclusion_proof,
+    inclusion_proof_and_root,
     root_at,
 )
 
@@ -39,7 +41,9 @@ __all__ = [
     "NodeReader",
     "NoteVerifier",
     "consistency_proof",
+    "consistency_proof_and_roots",
     "inclusion_proof",
+    "inclusion_proof_and_root",
     "leaf_hash",
     "node_hash",
     "note_key_id",

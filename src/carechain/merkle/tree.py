@@ -36,7 +36,10 @@ __all__ = [
     "MemoryNodes",
     "NodeReader",
     "consistency_proof",
+    "consistency_proof_and_roots",
     "inclusion_proof",
+    "inclusion_proof_and_root",
+    "read_nodes",
     "root_at",
 ]
 
@@ -161,26 +164,13 @@ class CompactTree:
 def root_at(reader: NodeReader, size: int) -> bytes:
     """MTH(D[size]) from stored nodes, reading popcount(size) nodes."""
     _check_size("tree size", size)
-    return _fold(_tiling(reader, 0, size))
+    return _fold(read_nodes(reader, _tiles(0, size)))
 
 
 def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
     """PATH(index, D[size]) (RFC 9162 §2.1.3.1) from O(log size) stored nodes."""
-    _check_size("tree size", size)
-    if not 0 <= index < size:
-        raise ValidationError(f"leaf index: got {index}, want 0 <= index < size {size}")
-    path: list[bytes] = []  # collected top-down, returned bottom-up
-    lo, n, m = 0, size, index  # current subtree D[lo:lo+n], leaf m inside it
-    while n > 1:
-        k = largest_power_of_two_below(n)
-        if m < k:  # PATH(m, D[0:k]) : MTH(D[k:n])
-            path.append(_range_hash(reader, lo + k, lo + n))
-            n = k
-        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
-            path.append(_complete(reader, lo, k))
-            lo, n, m = lo + k, n - k, m - k
-    path.reverse()
-    return path
+    plan = inclusion_plan(index, size)
+    return _assemble(plan, read_nodes(reader, [c for group in plan for c in group]))
 
 
 def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]:
@@ -188,49 +178,118 @@ def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]
 
     Requires ``0 < size1 <= size2``; the proof for equal sizes is empty.
     """
+    plan = consistency_plan(size1, size2)
+    return _assemble(plan, read_nodes(reader, [c for group in plan for c in group]))
+
+
+def inclusion_proof_and_root(
+    reader: NodeReader, index: int, size: int
+) -> tuple[list[bytes], bytes]:
+    """``(PATH(index, D[size]), MTH(D[size]))`` from one batched node read."""
+    plan = inclusion_plan(index, size)
+    root_tiles = _tiles(0, size)
+    hashes = read_nodes(reader, [c for group in plan for c in group] + root_tiles)
+    split = len(hashes) - len(root_tiles)
+    return _assemble(plan, hashes[:split]), _fold(hashes[split:])
+
+
+def consistency_proof_and_roots(
+    reader: NodeReader, size1: int, size2: int
+) -> tuple[list[bytes], bytes, bytes]:
+    """``(PROOF(size1, D[size2]), MTH(D[size1]), MTH(D[size2]))`` from one batched read."""
+    plan = consistency_plan(size1, size2)
+    tiles1, tiles2 = _tiles(0, size1), _tiles(0, size2)
+    hashes = read_nodes(reader, [c for group in plan for c in group] + tiles1 + tiles2)
+    n2 = len(hashes) - len(tiles2)
+    n1 = n2 - len(tiles1)
+    return _assemble(plan, hashes[:n1]), _fold(hashes[n1:n2]), _fold(hashes[n2:])
+
+
+Coord = tuple[int, int]
+"""``(level, index)`` of a stored complete-subtree node."""
+
+
+def inclusion_plan(index: int, size: int) -> list[list[Coord]]:
+    """The stored nodes PATH(index, D[size]) needs, bottom-up: one group of tiles per
+    proof element, folded (largest first) into that element."""
+    _check_size("tree size", size)
+    if not 0 <= index < size:
+        raise ValidationError(f"leaf index: got {index}, want 0 <= index < size {size}")
+    plan: list[list[Coord]] = []  # collected top-down, returned bottom-up
+    lo, n, m = 0, size, index  # current subtree D[lo:lo+n], leaf m inside it
+    while n > 1:
+        level = (n - 1).bit_length() - 1
+        k = 1 << level  # largest_power_of_two_below(n), inlined: this loop is hot
+        if m < k:  # PATH(m, D[0:k]) : MTH(D[k:n])
+            plan.append(_tiles(lo + k, lo + n))
+            n = k
+        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k]), one complete subtree
+            plan.append([(level, lo >> level)])
+            lo, n, m = lo + k, n - k, m - k
+    plan.reverse()
+    return plan
+
+
+def consistency_plan(size1: int, size2: int) -> list[list[Coord]]:
+    """The stored nodes PROOF(size1, D[size2]) needs (see :func:`inclusion_plan`)."""
     _check_size("size2", size2)
     if not 0 < size1 <= size2:
         raise ValidationError(f"size1: got {size1}, want 0 < size1 <= size2 {size2}")
-    proof: list[bytes] = []  # collected top-down, returned bottom-up
+    plan: list[list[Coord]] = []  # collected top-down, returned bottom-up
     lo, n, m, b = 0, size2, size1, True  # SUBPROOF(m, D[lo:lo+n], b)
     while m != n:
         k = largest_power_of_two_below(n)
         if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
-            proof.append(_range_hash(reader, lo + k, lo + n))
+            plan.append(_tiles(lo + k, lo + n))
             n = k
         else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
-            proof.append(_complete(reader, lo, k))
+            plan.append(_tiles(lo, lo + k))
             lo, n, m, b = lo + k, n - k, m - k, False
     if not b:  # SUBPROOF(m, D[m], false) = {MTH(D[m])}; D[m] is complete here
-        proof.append(_range_hash(reader, lo, lo + m))
-    proof.reverse()
-    return proof
+        plan.append(_tiles(lo, lo + m))
+    plan.reverse()
+    return plan
 
 
-def _complete(reader: NodeReader, start: int, width: int) -> bytes:
-    """The stored hash of the complete subtree of ``width`` (a power of two) at ``start``."""
-    level = width.bit_length() - 1
-    return reader.get_merkle_node(level, start >> level)
+def read_nodes(reader: NodeReader, coords: Sequence[Coord]) -> list[bytes]:
+    """The stored hashes at ``coords``, in order: one batched read when the reader offers
+    ``get_merkle_nodes`` (the SQLite store does), else one read per node."""
+    batch = getattr(reader, "get_merkle_nodes", None)
+    if batch is not None:
+        hashes: list[bytes] = batch(coords)
+        return hashes
+    return [reader.get_merkle_node(level, index) for level, index in coords]
 
 
-def _tiling(reader: NodeReader, start: int, end: int) -> list[bytes]:
-    """Hashes of the complete subtrees tiling ``[start, end)``, largest first.
+def _assemble(plan: Sequence[Sequence[Coord]], hashes: Sequence[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    i = 0
+    for group in plan:
+        n = len(group)
+        out.append(hashes[i] if n == 1 else _fold(hashes[i : i + n]))
+        i += n
+    return out
+
+
+def _tiles(start: int, end: int) -> list[Coord]:
+    """Coordinates of the complete subtrees tiling ``[start, end)``, largest first.
 
     ``start`` must be a multiple of a power of two >= ``end - start``, which holds for
     every subtree of the RFC 9162 §2.1.1 recursion.
     """
-    hashes: list[bytes] = []
+    coords: list[Coord] = []
     width = end - start
-    for level in range(width.bit_length() - 1, -1, -1):
-        if (width >> level) & 1:
-            hashes.append(reader.get_merkle_node(level, start >> level))
-            start += 1 << level
-    return hashes
+    while width:  # one tile per set bit of the width, largest first
+        level = width.bit_length() - 1
+        coords.append((level, start >> level))
+        start += 1 << level
+        width ^= 1 << level
+    return coords
 
 
-def _range_hash(reader: NodeReader, start: int, end: int) -> bytes:
-    """MTH(D[start:end]) for a non-empty, aligned range, from its complete tiles."""
-    return _fold(_tiling(reader, start, end))
+def _tiling(reader: NodeReader, start: int, end: int) -> list[bytes]:
+    """Hashes of the complete subtrees tiling ``[start, end)``, largest first."""
+    return read_nodes(reader, _tiles(start, end))
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:

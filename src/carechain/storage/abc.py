@@ -104,6 +104,14 @@ class LedgerStore(ABC):
     def find_envelope(self, log_index: int) -> bytes | None:
         """The envelope at ``log_index`` in the ledger log, or None."""
 
+    def find_tx_envelope(self, tx_id: bytes) -> tuple[TxLocation, bytes] | None:
+        """Location and envelope of a committed transaction (one read where the store can)."""
+        loc = self.find_tx(tx_id)
+        if loc is None:
+            return None
+        raw = self.find_envelope(loc.log_index)
+        return None if raw is None else (loc, raw)
+
     @abstractmethod
     def find_receipt(self, log_index: int) -> bytes | None:
         """The receipt of the transaction at ``log_index``, or None."""

@@ -22,7 +22,7 @@ import pathlib
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -337,6 +337,15 @@ class SQLiteStore(LedgerStore):
         height, position, log_index = rows[0]
         return TxLocation(height=height, position=position, log_index=log_index)
 
+    def find_tx_envelope(self, tx_id: bytes) -> tuple[TxLocation, bytes] | None:
+        rows = self._rows(
+            "SELECT height, position, log_index, envelope FROM txs WHERE tx_id = ?", (tx_id,)
+        )
+        if not rows:
+            return None
+        height, position, log_index, envelope = rows[0]
+        return TxLocation(height=height, position=position, log_index=log_index), envelope
+
     @staticmethod
     def _existing_tx_ids(conn: apsw.Connection, tx_ids: Sequence[bytes]) -> set[bytes]:
         found: set[bytes] = set()
@@ -407,6 +416,34 @@ class SQLiteStore(LedgerStore):
                 self._merkle_cache = {}
             self._merkle_cache[(level, index)] = value
         return value
+
+    def get_merkle_nodes(self, coords: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The nodes at ``coords`` (``(level, index)`` pairs), in order: what a proof needs,
+        in one read of the uncached ones (raises ``NotFoundError`` naming a missing node)."""
+        cache = self._merkle_cache
+        hashes = [cache.get(c) for c in coords]
+        missing = list({c for c, h in zip(coords, hashes, strict=True) if h is None})
+        if not missing:
+            return cast(list[bytes], hashes)
+        found: dict[tuple[int, int], bytes] = {}
+        for i in range(0, len(missing), 400):  # 2 bindings each, SQLite allows 32,766
+            chunk = missing[i : i + 400]
+            where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+            rows = self._rows(
+                f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}",  # noqa: S608
+                [v for c in chunk for v in c],
+            )
+            if len(cache) + len(rows) >= _MERKLE_CACHE_MAX:
+                self._merkle_cache = cache = {}
+            for level, index, value in rows:
+                found[(level, index)] = value
+                if level >= _MERKLE_CACHE_MIN_LEVEL:
+                    cache[(level, index)] = value
+        try:
+            return [h if h is not None else found[c] for c, h in zip(coords, hashes, strict=True)]
+        except KeyError as exc:
+            level, index = exc.args[0]
+            raise NotFoundError(f"no Merkle node at level {level}, index {index}") from None
 
     # -- state ---------------------------------------------------------------------------
     def find_state(self, key: str) -> bytes | None:

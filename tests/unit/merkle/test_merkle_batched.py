@@ -1,0 +1,146 @@
+"""Proofs from one batched node read (issue 8) equal the per-node proofs and the RFC 9162
+reference, on a dict-backed reader and on the SQLite store; a missing node is named.
+
+Negative controls: a reader that corrupts one node makes the batched proof fail to verify,
+and the plan for a size the store has not reached raises ``NotFoundError``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carechain.errors import NotFoundError, ProofError
+from carechain.merkle import (
+    CompactTree,
+    MemoryNodes,
+    consistency_proof_and_roots,
+    inclusion_proof_and_root,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from carechain.merkle.rfc6962 import (
+    reference_consistency_proof,
+    reference_inclusion_proof,
+    reference_root,
+)
+from carechain.storage import BlockCommit, StoredBlock
+from carechain.storage.sqlite import SQLiteStore
+
+SETTINGS = settings(max_examples=40, deadline=None, database=None)
+SIZE = 77
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [b"leaf %d" % i for i in range(n)]
+
+
+def _memory(n: int) -> MemoryNodes:
+    nodes = MemoryNodes()
+    nodes.put_all(CompactTree().append([leaf_hash(d) for d in _leaves(n)]))
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> SQLiteStore:
+    path: pathlib.Path = tmp_path_factory.mktemp("batched") / "ledger.db"
+    s = SQLiteStore(path)
+    tree = CompactTree()
+    leaves = _leaves(SIZE)
+    for height, (lo, hi) in enumerate([(0, 30), (30, 31), (31, SIZE)]):
+        envs = tuple(leaves[lo:hi])
+        s.commit_block(
+            BlockCommit(
+                block=StoredBlock(
+                    height=height, header=b"h%d" % height, signature=b"",
+                    envelopes=envs, receipts=tuple(b"{}" for _ in envs),
+                ),
+                header_hash=bytes([height]) * 32,
+                tx_ids=tuple(leaf_hash(e) for e in envs),
+                first_log_index=lo,
+                merkle_nodes=tuple(tree.append([leaf_hash(e) for e in envs])),
+                state_writes=(),
+            )
+        )  # fmt: skip
+    return s
+
+
+@SETTINGS
+@given(st.data())
+def test_batched_inclusion_equals_reference(store: SQLiteStore, data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, SIZE))
+    index = data.draw(st.integers(0, size - 1))
+    leaves = _leaves(size)
+    want = (reference_inclusion_proof(leaves, index), reference_root(leaves))
+    for reader in (store, _memory(SIZE)):  # batched read, and one read per node
+        proof, root = inclusion_proof_and_root(reader, index, size)
+        assert (proof, root) == want
+        verify_inclusion(leaf_hash(leaves[index]), index, size, proof, root)
+
+
+@SETTINGS
+@given(st.data())
+def test_batched_consistency_equals_reference(store: SQLiteStore, data: st.DataObject) -> None:
+    size2 = data.draw(st.integers(1, SIZE))
+    size1 = data.draw(st.integers(1, size2))
+    leaves = _leaves(size2)
+    want = (
+        reference_consistency_proof(leaves, size1),
+        reference_root(leaves[:size1]),
+        reference_root(leaves),
+    )
+    for reader in (store, _memory(SIZE)):
+        got = consistency_proof_and_roots(reader, size1, size2)
+        assert got == want
+        verify_consistency(size1, size2, *got)
+
+
+def test_get_merkle_nodes_matches_single_reads_and_names_a_missing_node(
+    store: SQLiteStore,
+) -> None:
+    coords = [(0, 5), (3, 2), (0, 5), (6, 0), (1, 37)]  # a repeat, a cached level
+    assert store.get_merkle_nodes(coords) == [store.get_merkle_node(*c) for c in coords]
+    assert store.get_merkle_nodes([]) == []
+    with pytest.raises(NotFoundError, match="level 0, index 77"):
+        store.get_merkle_nodes([(0, 1), (0, SIZE)])  # negative control: beyond the log
+
+
+def test_find_tx_envelope_matches_find_tx_and_find_envelope(store: SQLiteStore) -> None:
+    tx_id = leaf_hash(b"leaf 40")
+    loc = store.find_tx(tx_id)
+    assert loc is not None
+    assert store.find_tx_envelope(tx_id) == (loc, store.find_envelope(loc.log_index))
+    assert store.find_tx_envelope(b"\x00" * 32) is None
+
+
+class _Corrupting:
+    """A batched reader that flips one bit of one node (negative control)."""
+
+    def __init__(self, inner: SQLiteStore, victim: tuple[int, int]) -> None:
+        self.inner, self.victim = inner, victim
+
+    def get_merkle_node(self, level: int, index: int) -> bytes:
+        return self.get_merkle_nodes([(level, index)])[0]
+
+    def get_merkle_nodes(self, coords: list[tuple[int, int]]) -> list[bytes]:
+        out = self.inner.get_merkle_nodes(coords)
+        return [
+            bytes([h[0] ^ 1]) + h[1:] if c == self.victim else h
+            for c, h in zip(coords, out, strict=True)
+        ]
+
+
+def test_a_corrupted_node_makes_the_batched_proof_fail(store: SQLiteStore) -> None:
+    _, root = inclusion_proof_and_root(store, 3, SIZE)
+    proof, _ = inclusion_proof_and_root(_Corrupting(store, (1, 0)), 3, SIZE)  # 3's sibling pair
+    with pytest.raises(ProofError):
+        verify_inclusion(leaf_hash(b"leaf 3"), 3, SIZE, proof, root)
+
+
+def test_a_size_beyond_the_store_is_not_found(store: SQLiteStore) -> None:
+    with pytest.raises(NotFoundError):
+        inclusion_proof_and_root(store, 0, SIZE + 3)
