@@ -13,8 +13,11 @@ State (ADR 0007)::
                                              "height", "time", "tx"}, ..],
                                   "transfers": [{"from", "to", "by", "height", "time", "tx"}],
                                   "cancelled"?: {"by", "reason", "height", "time", "tx"}}
-    rxidx/patient/<patient>      [id, ..]   the patient's prescriptions, in issue order (PDMP)
-    rxidx/prescriber/<account>   [id, ..]   the prescriber's prescriptions, in issue order
+    rxidx/patient/<patient>      the patient's prescription ids, in issue order (PDMP), and
+    rxidx/prescriber/<account>   the prescriber's: append-only lists in pages of 64 ids
+                                 (:mod:`carechain.contracts.paged_index`: ``{"n"}`` at the
+                                 key, the ids under ``<key>/<page:06d>``), so an issue costs
+                                 the same for a prescriber's first and ten-thousandth
     rules/prescriptions          the jurisdiction's rules (:data:`DEFAULT_RULES` merged with
                                  ``genesis.rules.prescriptions``; replaced later only by a
                                  governance ``set_rules`` vote, validated by
@@ -43,6 +46,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from carechain.contracts import paged_index
 from carechain.contracts.credentials import SCHEDULES, credential_at, require_valid
 from carechain.contracts.dispensing import (
     DAY_MS,
@@ -72,7 +76,6 @@ from carechain.ledger.tx import SignedTx
 RX_ID_LEN = 16
 RULES_SECTION = "prescriptions"
 RULES_KEY = f"rules/{RULES_SECTION}"
-MAX_PER_INDEX = 10_000
 RXNORM_RE = re.compile(r"^[0-9]{1,12}\Z")
 WORD_RE = re.compile(r"^[a-z][a-z-]{1,39}\Z")
 DIGEST_SIZE = 32
@@ -269,9 +272,13 @@ def find_prescription(state: StateView, rx_id: str) -> Mapping[str, Any] | None:
 
 
 def ids_of(state: StateView, key: str) -> list[str]:
-    """The ids listed under index ``key``."""
-    value = state.get(key)
-    return [str(v) for v in value] if isinstance(value, list) else []
+    """The ids listed under index ``key``, oldest first."""
+    return paged_index.items(state, key)
+
+
+def last_ids_of(state: StateView, key: str, k: int) -> list[str]:
+    """The newest ``k`` ids listed under index ``key``, oldest first (reads only those)."""
+    return paged_index.last(state, key, k)
 
 
 def _get_rx(state: StateView, args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -290,10 +297,7 @@ def _require_open(rx: Mapping[str, Any]) -> None:
 
 
 def _append_index(state: Overlay, key: str, rx_id: str) -> None:
-    ids = ids_of(state, key)
-    if len(ids) >= MAX_PER_INDEX:
-        raise reject("too_many_prescriptions", f"{key} lists {len(ids)} prescriptions")
-    state.put(key, [*ids, rx_id])
+    paged_index.append(state, key, rx_id)
 
 
 # -- issue ------------------------------------------------------------------------------------
@@ -692,6 +696,7 @@ __all__ = [
     "find_prescription",
     "ids_of",
     "issue",
+    "last_ids_of",
     "patient_index_key",
     "plan_dispense",
     "register",

@@ -43,7 +43,7 @@ from carechain.contracts.credentials import SCHEDULES, credential_at
 from carechain.contracts.prescriptions import (
     RX_ID_LEN,
     find_prescription,
-    ids_of,
+    last_ids_of,
     prescriber_index_key,
     verify_status,
 )
@@ -304,7 +304,7 @@ def _registration(svc: RxService, kind: str, account: str, now: int) -> dict[str
 
 def _my_prescriptions(svc: RxService, account: str, now: int) -> list[dict[str, Any]]:
     """The prescriber's newest prescriptions with their status now (public ledger state)."""
-    ids = ids_of(svc.state, prescriber_index_key(account))[-MAX_LISTED:]
+    ids = last_ids_of(svc.state, prescriber_index_key(account), MAX_LISTED)
     return [dict(verify_status(svc.state, rx_id, now)) for rx_id in reversed(ids)]
 
 

@@ -17,6 +17,7 @@ from carechain.contracts.prescriptions import (
     DAY_MS,
     DEFAULT_RULES,
     find_prescription,
+    ids_of,
     validate_rules,
     verify_status,
 )
@@ -304,8 +305,10 @@ def test_issue_writes_prescription_and_indexes(w: World) -> None:
     rx = w.rx(rx_id)
     assert rx["status"] == "active" and rx["patient"] == "pt-one" and rx["dispensed"] == 0
     assert rx["credential"]["number"] == "AB1234563"
-    assert w.sb.state.get("rxidx/patient/pt-one") == [rx_id]
-    assert w.sb.state.get(f"rxidx/prescriber/{DR}") == [rx_id]
+    assert ids_of(w.sb.state, "rxidx/patient/pt-one") == [rx_id]
+    assert ids_of(w.sb.state, f"rxidx/prescriber/{DR}") == [rx_id]
+    assert w.sb.state.get(f"rxidx/prescriber/{DR}") == {"n": 1}
+    assert w.sb.state.get(f"rxidx/prescriber/{DR}/000000") == [rx_id]
 
 
 def _revoke_dr(w: World) -> None:
