@@ -18,6 +18,7 @@ Invariants (on top of those in :mod:`carechain.storage.abc`):
 from __future__ import annotations
 
 import contextlib
+import logging
 import pathlib
 import threading
 import weakref
@@ -136,6 +137,75 @@ def _release_reader(readers: dict[int, apsw.Connection], key: int, conn: apsw.Co
         conn.close()
 
 
+_CHECKPOINT_PAGES = 1000  # WAL frames after a commit that wake the checkpointer (SQLite's default)
+
+log = logging.getLogger(__name__)
+
+
+class _Checkpointer:
+    """PASSIVE WAL checkpoints on their own connection and thread, off the commit path.
+
+    SQLite's automatic checkpoint runs inside the ``COMMIT`` that crosses the threshold: that
+    block's submitters wait for the database file to be written and fsynced too (the commit
+    latency tail). The writer's WAL hook replaces it (``sqlite3_wal_hook`` overrides
+    ``wal_autocheckpoint``) and wakes this thread instead. Durability is unchanged: a commit is
+    durable once its WAL frames are fsynced (``synchronous=FULL``); a checkpoint only copies
+    committed frames into the database file, and SQLite makes an interrupted one harmless. A
+    checkpoint I/O error marks the store failed: the next commit is refused (the node stops).
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        """Checkpoints completed (tests)."""
+
+    def on_wal(self, _conn: apsw.Connection, _db: str, pages: int) -> int:
+        """The writer's WAL hook (runs inside ``COMMIT``): wake the thread past the threshold."""
+        if pages >= _CHECKPOINT_PAGES:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sqlite-checkpointer", daemon=True
+                )
+                self._thread.start()
+            self._wake.set()
+        return apsw.SQLITE_OK
+
+    def _run(self) -> None:
+        try:
+            conn = self._store._connect()
+        except apsw.Error as exc:
+            self._store._failed = f"checkpointer: cannot connect: {exc}"
+            return
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stop:
+                    return
+                try:
+                    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+                    self.runs += 1
+                except apsw.BusyError:
+                    continue  # another checkpoint is running; the next commit wakes us again
+                except apsw.Error as exc:
+                    self._store._failed = f"WAL checkpoint failed: {type(exc).__name__}: {exc}"
+                    log.critical("ledger store %s: %s", self._store.path, self._store._failed)
+                    return
+        finally:
+            with contextlib.suppress(apsw.Error):
+                conn.close()
+
+    def stop(self) -> None:
+        """Stop and join the thread (before the writer closes)."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
 class SQLiteStore(LedgerStore):
     """A :class:`LedgerStore` in one SQLite file (WAL, ``synchronous=FULL``)."""
 
@@ -158,6 +228,8 @@ class SQLiteStore(LedgerStore):
             self._apply_pragmas(self._writer)
             self._verify_safe_settings()
             self._create_schema()
+            self._checkpointer = _Checkpointer(self)
+            self._writer.set_wal_hook(self._checkpointer.on_wal)
         except apsw.Error as exc:  # e.g. not a database, read-only or locked file
             self._writer.close()
             raise InfrastructureError(f"cannot open the ledger store {self.path}: {exc}") from exc
@@ -640,6 +712,7 @@ class SQLiteStore(LedgerStore):
             if self._closed:
                 return
             self._closed = True
+            self._checkpointer.stop()
             readers = list(self._readers.values())
             self._readers.clear()
             for conn in readers:
