@@ -58,9 +58,9 @@ test: $(VENV)/.installed-test browser-deps etcd lint typecheck layers
 	CARECHAIN_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n 2 tests
 
 ## soak: the reliability battery at full size (docs/RELIABILITY.md): 1000 fuzz examples per
-## API operation, 200 revocation races
+## API operation, 200 revocation races, 2000 SIGKILL crashes (+30 of the HTTP node)
 soak: $(VENV)/.installed-test
-	CARECHAIN_FUZZ_EXAMPLES=1000 CARECHAIN_RACE_ROUNDS=200 $(BIN)/pytest -q -n 2 -s -p no:randomly tests/security tests/integration/test_backup.py
+	CARECHAIN_FUZZ_EXAMPLES=1000 CARECHAIN_RACE_ROUNDS=200 CARECHAIN_CRASHES=2000 CARECHAIN_HTTP_CRASHES=30 $(BIN)/pytest -q -n 2 -s -p no:randomly tests/security tests/integration/test_backup.py
 
 ## bench: the benchmark (floors and committed tx/s)
 bench: $(VENV)/.installed

@@ -57,6 +57,7 @@ from carechain.errors import (
     UnavailableError,
     ValidationError,
 )
+from carechain.failpoints import failpoint
 from carechain.ledger.block import (
     CONSORTIUM_PROPOSER,
     CONSORTIUM_SEAL_KIND,
@@ -83,6 +84,7 @@ log = logging.getLogger("carechain.node")
 MAX_BATCH = 10_000
 _MAX_KNOWN_KEYS = 200_000
 """Bound of the node's ``kid -> (alg, pub)`` memo (it starts over past it)."""
+_ROTATE = "identity.rotate_key@1"  # failpoint node.commit.key_rotation fires on its blocks
 
 
 @contextlib.contextmanager
@@ -622,6 +624,7 @@ class Node:
             log=self.log,
         )
         self._commit(built, txs)
+        failpoint("node.ack.after_commit")  # committed, not yet acknowledged
         if self.witness is not None:
             self.witness.cosign(
                 built.header.height, built.hash, built.header.log_size, built.header.log_root
@@ -678,6 +681,8 @@ class Node:
             account_index=tuple((a, first + pos) for a, pos in built.result.touched),
             checkpoint=sign_checkpoint(cp, self.genesis.origin, self.node_key),
         )
+        failpoint("node.commit.before_store")
+        failpoint("node.commit.key_rotation", lambda: any(t.body.kind == _ROTATE for t in txs))
         self.store.commit_block(commit)  # raises InfrastructureError: fatal (see _run)
         self.state.apply(built.result.writes)
 

@@ -35,6 +35,7 @@ from carechain.errors import (
     LedgerError,
     NotFoundError,
 )
+from carechain.failpoints import failpoint
 from carechain.storage.abc import BlockCommit, LedgerStore, StoredBlock, TxLocation
 from carechain.storage.memory import validate_commit_shape
 
@@ -119,6 +120,14 @@ def _prefix_upper_bound(prefix: str) -> str | None:
                 code = 0xE000
             return "".join(chars) + chr(code)
     return None
+
+
+def _halves(rows: Sequence[Any], point: str) -> Iterator[Any]:
+    """``rows`` for ``executemany``, reaching failpoint ``point`` after the first half."""
+    half = len(rows) // 2
+    yield from rows[:half]
+    failpoint(point)
+    yield from rows[half:]
 
 
 class _ReaderSlot:
@@ -209,8 +218,10 @@ class _Checkpointer:
 class SQLiteStore(LedgerStore):
     """A :class:`LedgerStore` in one SQLite file (WAL, ``synchronous=FULL``)."""
 
-    def __init__(self, path: str | pathlib.Path) -> None:
+    def __init__(self, path: str | pathlib.Path, *, vfs: str | None = None) -> None:
+        """``vfs``: the name of a registered SQLite VFS (tests inject I/O faults with one)."""
         self.path = pathlib.Path(path)
+        self._vfs = vfs
         self._write_lock = threading.Lock()
         self._readers_lock = threading.Lock()
         self._readers: dict[int, apsw.Connection] = {}
@@ -250,7 +261,7 @@ class SQLiteStore(LedgerStore):
             )
 
     def _connect(self) -> apsw.Connection:
-        conn = apsw.Connection(str(self.path))
+        conn = apsw.Connection(str(self.path), vfs=self._vfs)
         conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
         return conn
 
@@ -597,20 +608,24 @@ class SQLiteStore(LedgerStore):
                 raise InfrastructureError(f"cannot start the block transaction: {exc}") from exc
             try:
                 self._check_commit(conn, commit)
+                failpoint("storage.commit.before_block")
                 self._write_block(conn, commit)
+                failpoint("storage.commit.after_block_row")
                 self._write_txs(conn, commit)
                 self._write_merkle_nodes(conn, commit)
                 self._write_state(conn, commit)
+                failpoint("storage.commit.before_commit")
                 conn.execute("COMMIT")
             except BaseException as exc:
                 self._rollback(conn)
-                if isinstance(exc, LedgerError) or not isinstance(exc, apsw.Error):
+                if isinstance(exc, LedgerError) or not isinstance(exc, apsw.Error | OSError):
                     raise
                 if not isinstance(exc, apsw.ConstraintError):
                     self._failed = f"{type(exc).__name__}: {exc}"
                 raise InfrastructureError(
                     f"block {commit.block.height} was not committed: {exc}"
                 ) from exc
+        failpoint("storage.commit.after_commit")
 
     @staticmethod
     def _rollback(conn: apsw.Connection) -> None:
@@ -673,13 +688,17 @@ class SQLiteStore(LedgerStore):
         conn.executemany(
             "INSERT INTO txs (log_index, tx_id, height, position, envelope, receipt) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (first + position, tx_id, block.height, position, envelope, receipt)
-                for position, (tx_id, envelope, receipt) in enumerate(
-                    zip(commit.tx_ids, block.envelopes, block.receipts, strict=True)
-                )
-            ],
+            _halves(
+                [
+                    (first + position, tx_id, block.height, position, envelope, receipt)
+                    for position, (tx_id, envelope, receipt) in enumerate(
+                        zip(commit.tx_ids, block.envelopes, block.receipts, strict=True)
+                    )
+                ],
+                "storage.commit.during_txs",
+            ),
         )
+        failpoint("storage.commit.during_index")
         if commit.account_index:
             conn.executemany(
                 "INSERT OR IGNORE INTO account_index (account, log_index) VALUES (?, ?)",
@@ -691,7 +710,7 @@ class SQLiteStore(LedgerStore):
         if commit.merkle_nodes:
             conn.executemany(
                 "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)",
-                commit.merkle_nodes,
+                _halves(commit.merkle_nodes, "storage.commit.during_merkle"),
             )
 
     @staticmethod
@@ -702,7 +721,7 @@ class SQLiteStore(LedgerStore):
             conn.executemany(
                 "INSERT INTO state (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                upserts,
+                _halves(upserts, "storage.commit.during_state"),
             )
         if deletes:
             conn.executemany("DELETE FROM state WHERE key = ?", deletes)
