@@ -358,8 +358,8 @@ def test_cli_init_type_consortium_and_consortium_up_status_down(tmp_path: Path) 
     assert "created consortium chain" in init.stdout
     cfg = orjson.loads((tmp_path / "i" / "seoul-general" / "node.json").read_bytes())
     assert cfg["type"] == "consortium" and cfg["etcd"]["members"] == 2
-    bad = run("init", "--type", "public", "--dir", str(tmp_path / "p"))
-    assert bad.returncode == 2 and "not implemented" in bad.stderr
+    bad = run("init", "--type", "federated", "--dir", str(tmp_path / "p"))
+    assert bad.returncode == 2 and "want one of private, consortium, public" in bad.stderr
 
     base = str(tmp_path / "up")
     up = run("consortium", "up", "--orgs", "2", "--dir", base, "--scrypt-n", "1024")

@@ -161,7 +161,7 @@ def init(
     etcd: EtcdOption = None,
 ) -> None:
     """Create a chain in DIR: node key, genesis document, block 0 (and the demo consortium)."""
-    if chain_type != "private":  # consortium: one directory per organisation (ADR 0011)
+    if chain_type not in ("private", "public"):  # consortium: one dir per org (ADR 0011)
         init_consortium_command(data_dir, chain_type, orgs, etcd, chain, scrypt_n)
         return
     with handle_errors():
@@ -171,7 +171,9 @@ def init(
             password = DEMO_PASSWORD
         else:
             password = resolve_password(password_file, prompt=_prompt_new_password)
-        result = init_chain(
+        from carechain.node.miner import init_public  # public: proof of work (ADR 0012)
+
+        result = (init_public if chain_type == "public" else init_chain)(
             data_dir,
             demo=demo_chain,
             chain=chain,

@@ -8,6 +8,8 @@ State (all values canonical JSON)::
     key/<kid>  {"account", "alg", "pub", "since", "status": "active"|"revoked"|"rotated",
                 "revoked_at"?}
     node/<kid> {"org", "name", "alg", "pub", "status": "active"|"removed"}
+    rules/identity {"open_registration": bool}   only when ``genesis.rules.identity`` is given
+                                                   (absent: registration is closed)
 
 Every organisation that runs nodes also gets a service account ``<org>.node`` (type
 ``member``, role ``service``) whose keys are its node keys, so a node can sign the audit
@@ -467,8 +469,71 @@ def revoke_key(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
     ctx.emit("identity.key_revoked", {"account": owner, "kid": kid})
 
 
+OPEN_REGISTRATION_DENIED_ROLES = ("auditor", "regulator")
+"""Oversight roles an organisation can never give itself, even on a public chain."""
+
+
+def validate_identity_rules(rules: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``genesis.rules.identity`` → the complete ``rules/identity`` (ADR 0012)."""
+    unknown = set(rules) - {"open_registration"}
+    if unknown:
+        raise ValidationError(f"rules.identity: unknown field(s) {sorted(unknown)}")
+    value = rules.get("open_registration", False)
+    if not isinstance(value, bool):
+        raise ValidationError("rules.identity.open_registration: want true or false")
+    return {"open_registration": value}
+
+
+def _identity_genesis(state: Overlay, doc: Mapping[str, Any]) -> None:
+    """Write ``rules/identity`` only when the genesis names it (other chains' state roots, hence
+    genesis hashes, stay as they were)."""
+    from carechain.contracts.registry import genesis_rules
+
+    rules = doc.get("rules")
+    if isinstance(rules, Mapping) and "identity" in rules:
+        state.put("rules/identity", dict(validate_identity_rules(genesis_rules(doc, "identity"))))
+
+
+def register_org(state: Overlay, tx: SignedTx, ctx: TxContext) -> None:
+    """``identity.register_org@1``: open registration (public chains, ADR 0012).
+
+    Anyone may found an organisation, without the consortium's admission vote, when
+    ``rules/identity.open_registration`` is true. args: ``{"id", "name", "roles", "keys"}``;
+    sender = ``<id>.admin`` (the new admin account); every listed key signs (proof of
+    possession). Oversight roles (:data:`OPEN_REGISTRATION_DENIED_ROLES`) and node keys are
+    refused: the organisation cannot audit others nor seal blocks.
+    """
+    rules = state.get("rules/identity")
+    if not isinstance(rules, Mapping) or rules.get("open_registration") is not True:
+        raise reject("registration_closed", "this chain admits organisations by governance vote")
+    args = tx.body.args
+    only_fields(args, {"id", "name", "roles", "keys"})
+    org = account_arg(args, "id")
+    if tx.body.sender != f"{org}.admin":
+        raise reject("bad_args", f"the sender must be the new admin account {org}.admin")
+    roles = arg(args, "roles", list)
+    denied = sorted(set(roles) & set(OPEN_REGISTRATION_DENIED_ROLES))
+    if denied:
+        raise reject("unauthorized", f"roles {denied} need the consortium's admission vote")
+    keys = parse_keys(args.get("keys"))
+    if {s.kid for s in tx.body.signers} != {k for _, _, k in keys}:
+        raise reject("unauthorized", "every key of the new admin must sign the registration")
+    if state.get(f"acct/{tx.body.sender}") is not None:
+        raise reject("duplicate_account", f"account {tx.body.sender} already exists")
+    doc = {"admins": [{"account": tx.body.sender, "keys": args["keys"]}], "id": org,
+           "name": args.get("name"), "roles": roles}  # fmt: skip
+    write_org(state, doc, ctx.height)
+    ctx.touch(tx.body.sender)
+    ctx.emit("identity.org_registered", {"org": org, "roles": sorted(roles)})
+
+
 def register(registry: Any) -> None:
     """Register the identity kinds."""
+    registry.register(
+        "identity.register_org@1", register_org, introduces_keys=True, new_sender=True
+    )
+    registry.rule_section("identity", validate_identity_rules)
+    registry.on_genesis(_identity_genesis)
     registry.register(
         "identity.register_patient@1", register_patient, introduces_keys=True, new_sender=True
     )

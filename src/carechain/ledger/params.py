@@ -30,6 +30,20 @@ class ChainParams:
     cosign_quorum_den: int = 3
     """A cosigned checkpoint is final when more than ``num/den`` of the organisations running
     active nodes cosigned the same values (consortium mode, ADR 0011): ``c*den > n*num``."""
+    pow_initial_bits16: int = 0
+    """Public chains (ADR 0012, ``ledger/pow.py``): difficulty of the first epoch in sixteenths
+    of a bit; 0 (absent from genesis) means no proof of work. The ``pow_*`` fields appear only
+    in public genesis documents, so other chains' genesis bytes and hashes are unchanged."""
+    pow_min_bits16: int = 0
+    """Lowest difficulty the retarget may reach (0: 1/16 bit)."""
+    pow_max_bits16: int = 0
+    """Highest difficulty the retarget may reach (0: 192 bits)."""
+    pow_max_step_bits16: int = 0
+    """Largest difficulty change at one retarget (0: 32, i.e. 2 bits, a factor of 4)."""
+    pow_block_interval_ms: int = 0
+    """Target time between proof-of-work blocks."""
+    pow_retarget_blocks: int = 0
+    """Blocks per retarget epoch."""
 
     def to_json(self) -> dict[str, int]:
         """As a JSON object."""

@@ -10,6 +10,9 @@ later block, in order (the first failing step names the block and field):
    (consortium blocks, ``seal.kind == "etcd"``: ``proposer`` is ``consortium``, the seal
    positions increase, and the stored signature is by any active node key);
 5. ``envelopes[i]``: canonical and well-formed, never seen before (replay);
+   (public chains, ``seal.kind == "pow"``, ADR 0012, before the signature: the seal's shape,
+   ``time`` within the public rule, ``seal.bits16`` equal to the retarget rule's value and
+   the header hash below its target, ``seal.nonce``);
 6. ``envelopes[i].sigs``: every signature verifies against the key it names;
    (consortium blocks: ``time`` equals ``consortium_block_time`` of the seal's ``ts``);
 7. rebuild the block (``build_block``) and compare ``txs``, ``tx_root``, ``receipts[i]``,
@@ -41,6 +44,15 @@ from carechain.ledger.build import build_block
 from carechain.ledger.execute import ContractSet
 from carechain.ledger.genesis import Genesis
 from carechain.ledger.keys import SigCheck, node_state_key, resolve_sig_checks, run_sig_checks
+from carechain.ledger.pow import (
+    PowParams,
+    check_pow_time,
+    check_work,
+    is_pow_seal,
+    pow_params,
+    required_bits16,
+    seal_shape_error,
+)
 from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import CompactTree
 
@@ -128,6 +140,51 @@ def _check_consortium_seal(header: BlockHeader, prev: BlockHeader) -> int:
     return ts
 
 
+def _newest_created(envelopes: Sequence[bytes]) -> int | None:
+    """Newest ``created`` among the parsable envelopes (step 5 names unparsable ones)."""
+    created = []
+    for raw in envelopes:
+        try:
+            created.append(parse_envelope(raw).body.created)
+        except LedgerError:
+            continue
+    return max(created) if created else None
+
+
+def _check_pow(
+    p: PowParams,
+    header: BlockHeader,
+    prev: BlockHeader,
+    hash_: bytes,
+    envelopes: Sequence[bytes],
+    epoch_times: dict[int, int],
+) -> None:
+    """Step 4 for a public chain (ADR 0012): seal shape, time rule, difficulty, work."""
+    h, seal = header.height, header.seal
+    if not is_pow_seal(seal):
+        raise _fail(h, "seal", f"got kind {seal.get('kind')!r}, want 'pow' (a public chain)")
+    why = seal_shape_error(seal)
+    if why is not None:
+        raise _fail(h, "seal", why)
+    if not envelopes:
+        raise _fail(h, "txs", "a proof-of-work block holds at least one transaction")
+    created = _newest_created(envelopes)
+    skew = p.max_clock_skew_ms
+    if created is not None and not check_pow_time(header.time, prev.time, created, skew):
+        raise _fail(
+            h, "time", f"{header.time} is more than {skew} ms past the newest created {created}"
+        )
+    prev_bits = prev.seal.get("bits16") if is_pow_seal(prev.seal) else p.initial_bits16
+    assert isinstance(prev_bits, int)
+    want = required_bits16(p, h, prev_bits, epoch_times.__getitem__)
+    if seal["bits16"] != want:
+        raise _fail(h, "seal.bits16", f"got {seal['bits16']}, want {want} (retarget rule)")
+    if not check_work(hash_, want):
+        raise _fail(
+            h, "seal.nonce", f"header hash {hash_.hex()} is not below the target of {want}/16 bits"
+        )
+
+
 def _check_seal(state: DictState, header: BlockHeader, hash_: bytes, signature: bytes) -> None:
     h = header.height
     try:
@@ -165,6 +222,9 @@ def verify_chain(
     prev: BlockHeader | None = None
     prev_hash = Hash32(b"")
     count = txs_total = 0
+    pow_rule = pow_params(genesis.params)
+    epoch_times = {0: genesis.header.time}
+    """Block times at multiples of ``pow_retarget_blocks`` (what the retarget reads)."""
     for stored in blocks:
         h = count
         if stored.height != h:
@@ -193,6 +253,12 @@ def verify_chain(
             raise _fail(h, "time", f"{header.time} is before the previous block's {prev.time}")
         this_hash = header_hash(stored.header)
         proposed = _check_consortium_seal(header, prev) if _is_consortium(header) else None
+        if pow_rule is not None:  # step 4, public chain (ADR 0012)
+            _check_pow(pow_rule, header, prev, this_hash, stored.envelopes, epoch_times)
+            if h % pow_rule.retarget_blocks == 0:
+                epoch_times[h] = header.time
+        elif is_pow_seal(header.seal):
+            raise _fail(h, "seal", "a proof-of-work seal on a chain without proof of work")
         _check_seal(state, header, this_hash, stored.signature)  # step 4
         if len(stored.receipts) != len(stored.envelopes):
             raise _fail(

@@ -147,10 +147,14 @@ def init_chain(
     clock: Callable[[], int] = now_ms,
     domains: bool = False,
     rules: Mapping[str, Any] | None = None,
+    params: Mapping[str, int] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> InitResult:
     """Create a chain in ``root``: keys, genesis, block 0 and (``demo``) a seeded consortium
     (members and patients; with ``domains`` also the domain demo data, :func:`seed_domain_demos`).
-    ``rules``: the genesis document's per-contract business rules (``genesis.rules``).
+    ``rules``: the genesis document's per-contract business rules (``genesis.rules``);
+    ``params``: its chain parameters; ``config``: extra ``node.json`` settings (e.g. the public
+    chain's ``{"type": "public"}``, node/miner.py).
 
     Refuses (ConflictError) when ``root`` already holds a chain.
     """
@@ -183,14 +187,17 @@ def init_chain(
         if i == 0:
             org["nodes"] = [{"name": f"{oid}-node-1", **_key_json(node_key)}]
         orgs.append(org)
-    doc: dict[str, Any] = {"chain": chain_id, "orgs": orgs, "params": {}, "time": clock()}
+    doc: dict[str, Any] = {
+        "chain": chain_id, "orgs": orgs, "params": dict(params or {}), "time": clock()
+    }  # fmt: skip
     if rules:
         doc["rules"] = dict(rules)
     raw = canonical_bytes(doc)
     genesis = load_genesis(raw, default_contracts())
     _write_private(paths.genesis, raw)
     os.chmod(paths.genesis, 0o644)
-    paths.config.write_bytes(orjson.dumps({"node_key": node_info.name}, option=orjson.OPT_INDENT_2))
+    settings = {"node_key": node_info.name, **(config or {})}
+    paths.config.write_bytes(orjson.dumps(settings, option=orjson.OPT_INDENT_2))
     node = open_node(root)
     try:
         if demo:

@@ -13,7 +13,7 @@
 ``orderer_for(root, genesis, key)`` reads ``node.json`` and returns the etcd orderer of a
 consortium node (None for a private chain: the node uses ``solo``). Chain types:
 ``private`` (one organisation, solo ordering: ``init_chain``) and ``consortium`` (this module);
-``public`` (proof of work) is not implemented.
+``public`` (proof of work, open registration: ``init_public`` in node/miner.py).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from carechain.node.node import now_ms
 from carechain.ordering import Orderer
 from carechain.ordering.etcd import EtcdOrderer
 
-CHAIN_TYPES = ("private", "consortium")
-"""Chain types ``carechain init --type`` accepts (``public`` is out of scope)."""
+CHAIN_TYPES = ("private", "consortium", "public")
+"""Chain types ``carechain init --type`` accepts (``public``: proof of work, node/miner.py)."""
 DEFAULT_ETCD = ("http://127.0.0.1:2379",)
 
 
@@ -150,7 +150,7 @@ def read_config(root: Path) -> dict[str, Any]:
 
 
 def chain_type(root: Path) -> str:
-    """``private`` or ``consortium``, from ``node.json``."""
+    """``private``, ``consortium`` or ``public``, from ``node.json``."""
     kind = str(read_config(root).get("type", "private"))
     if kind not in CHAIN_TYPES:
         raise ConfigurationError(f"node.json type: got {kind!r}, want one of {CHAIN_TYPES}")

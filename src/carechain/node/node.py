@@ -73,6 +73,7 @@ from carechain.ledger.keys import SigCheck, key_state_key, node_state_key, resol
 from carechain.ledger.tx import MAX_SIGNERS, SignedTx, TxId, parse_envelope
 from carechain.merkle import Checkpoint, CompactTree, sign_checkpoint
 from carechain.node.mempool import Mempool, PendingTx
+from carechain.node.miner import PowSealer
 from carechain.node.sigpool import BAD_SIGNATURE, UNRESOLVED, SignatureVerifier
 from carechain.node.statecache import StateCache
 from carechain.node.witness import CosignBoard, DivergenceError, Witness
@@ -180,6 +181,8 @@ class Node:
         self.consortium = (
             consortium if consortium is not None else self.orderer.kind == CONSORTIUM_SEAL_KIND
         )
+        self.miner = None if self.consortium else PowSealer.for_chain(genesis, store)
+        """Public chain (ADR 0012): seals blocks by proof of work (node/miner.py)."""
         self.witness: Witness | None = None
         if self.consortium:
             board = self.orderer
@@ -607,6 +610,11 @@ class Node:
                 max(t.body.created for t in txs),
                 self.params.max_clock_skew_ms,
             )
+        elif self.miner is not None:  # public chain: pow seal, mined after building
+            proposer = self._node_kid
+            seal, time_ms = self.miner.seal_for(
+                self.head.header, batch.position, txs, batch.timestamp
+            )
         else:
             proposer = self._node_kid
             seal = {"from": batch.position, "kind": self.orderer.kind, "to": batch.position}
@@ -623,6 +631,11 @@ class Node:
             contracts=self.contracts,
             log=self.log,
         )
+        if self.miner is not None:
+            mined = self.miner.mine(built, self._stop.is_set)
+            if mined is None:  # stopping: neither committed nor acknowledged
+                return
+            built = mined
         self._commit(built, txs)
         failpoint("node.ack.after_commit")  # committed, not yet acknowledged
         if self.witness is not None:

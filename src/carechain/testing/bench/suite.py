@@ -20,6 +20,8 @@ workload                    what                                                
 ``consortium``              3 nodes on etcd vs 1 node, one tx per request        1.5k / 150
 ``rss``                     peak RSS of a node process ingesting the mix in      1M / 5k tx
                             segments of 100k (signing between segments)
+``public``                  proof-of-work chain, 2 clients, one tx per block     2k / 100 tx
+                            (opt-in: ``--only public``; ``bench/public.py``)
 ==========================  ===================================================  ============
 """
 
@@ -63,9 +65,12 @@ WORKLOADS = (
     "epcis_capture",
     "consortium",
     "rss",
+    "public",
 )
 """Every workload, in the order they run (``ingest_half``, ``http_*`` and ``verify`` run on
 the ``ingest`` chain, so they imply it)."""
+OPT_IN = ("public",)
+"""Workloads that run only when named in ``--only`` (the default run's shape stays fixed)."""
 
 SIZES: dict[str, tuple[int, int]] = {
     "patients": (5_000, 100),
@@ -82,6 +87,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "epcis_epcs": (10_000, 1_000),
     "consortium": (1_500, 150),
     "rss": (1_000_000, 5_000),
+    "public": (2_000, 100),
 }
 """Full and quick size of each workload."""
 
@@ -297,7 +303,7 @@ def run_bench(
     unknown -= set(WORKLOADS)
     if unknown:
         raise ValueError(f"unknown workload(s) {sorted(unknown)}; known: {', '.join(WORKLOADS)}")
-    chosen = [w for w in WORKLOADS if (not only or w in only) and w not in skip]
+    chosen = [w for w in WORKLOADS if (w in only if only else w not in OPT_IN) and w not in skip]
     size = {k: v[1] if quick else v[0] for k, v in SIZES.items()}
     report = progress or (lambda *_: None)
     result = BenchResult(machine=_machine())
@@ -368,6 +374,11 @@ def _run_selected(
         if "consortium" in chosen:
             report("consortium", 0, 1)
             w["consortium"] = _consortium(work, size["consortium"])
+        if "public" in chosen:
+            report("public chain (proof of work)", 0, 1)
+            from carechain.testing.bench.public import public_workload
+
+            w["public"] = public_workload(work, size["public"], quick=quick, floors=result.floors)
         if "rss" in chosen:
             w["rss"] = run_rss(work, size["rss"], size["patients"], size["doctors"], progress)
 
