@@ -15,6 +15,7 @@ import pytest
 from carechain.contracts.identity import patient_account_id
 from carechain.crypto.signatures import PrivateKey, generate_key
 from carechain.errors import NotFoundError, SignatureError, ValidationError
+from carechain.ledger.keys import resolve_sig_checks
 from carechain.ledger.tx import encode_envelope, make_tx, parse_envelope
 from carechain.merkle import CompactTree, leaf_hash
 from carechain.node.node import now_ms
@@ -100,6 +101,29 @@ def test_the_pool_gives_what_the_inline_path_gives() -> None:
         pool.close()
     assert parallel == inline
     assert [s for s, _ in inline[-4:]] == [BAD_SIGNATURE, UNPARSABLE, OK, UNRESOLVED]
+
+
+def test_verify_async_gives_what_verify_gives() -> None:
+    """The overlapped checks ``verify`` uses (``sig_submit``), in the pool and inline."""
+    txs = [parse_envelope(_patient()) for _ in range(INLINE_BELOW + 3)]
+    txs[7] = parse_envelope(_flip(_patient()))  # negative control: one bad signature
+    batches = [resolve_sig_checks(tx, _NoState()) or [] for tx in txs]
+    want = [i != 7 for i in range(len(txs))]
+    for workers in (1, 2):
+        verifier = SignatureVerifier(workers=workers)
+        try:
+            assert verifier.verify(batches) == want
+            assert verifier.verify_async(batches)() == want
+            assert verifier.verify_async(batches[:3])() == want[:3]  # below INLINE_BELOW
+        finally:
+            verifier.close()
+
+
+class _NoState:
+    """No registered keys: a patient registration introduces its own."""
+
+    def find_state(self, key: str) -> bytes | None:
+        return None
 
 
 # -- through the node, with batches large enough for the pool ---------------------------------

@@ -81,6 +81,12 @@ def sequential_sig_runner(batches: Sequence[list[SigCheck]]) -> list[bool]:
     return [run_sig_checks(b) for b in batches]
 
 
+SigSubmit = Callable[[Sequence[list[SigCheck]]], Callable[[], list[bool]]]
+"""Starts checking many transactions' signatures and returns a function that waits for the
+result (one bool per transaction): the node's worker pool checks block ``h``'s signatures while
+this process re-executes block ``h``. The verdict is the same as a :data:`SigRunner`'s."""
+
+
 class DictState:
     """A plain in-memory state, updated block by block during verification."""
 
@@ -211,9 +217,14 @@ def verify_chain(
     contracts: ContractSet,
     *,
     sig_runner: SigRunner = sequential_sig_runner,
+    sig_submit: SigSubmit | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
-    """Verify ``blocks`` (block 0 first) against ``genesis``; raise ChainVerificationError."""
+    """Verify ``blocks`` (block 0 first) against ``genesis``; raise ChainVerificationError.
+
+    With ``sig_submit``, a block's signatures are checked while it is re-executed (overlap);
+    nothing of the block is accepted, and nothing else of it is compared, before they pass.
+    """
     from carechain.ledger.block import header_hash  # local: keeps the import list short
 
     state = DictState()
@@ -291,21 +302,25 @@ def verify_chain(
             if checks is None:
                 raise _fail(h, f"envelopes[{i}].sigs", "signed by a key unknown at this height")
             batches.append(checks)
-        for i, ok in enumerate(sig_runner(batches)):
-            if not ok:
-                raise _fail(h, f"envelopes[{i}].sigs", "a signature does not verify")
-        built = build_block(  # step 7
-            state,
-            parent=prev,
-            parent_hash=prev_hash,
-            txs=txs,
-            time=header.time,
-            proposer=header.proposer,
-            seal=header.seal,
-            params=genesis.params,
-            contracts=contracts,
-            log=log,
-        )
+        wait_sigs = sig_submit(batches) if sig_submit is not None and batches else None
+        if wait_sigs is None:
+            _check_sigs(h, sig_runner(batches))
+        try:
+            built = build_block(  # step 7 (state is not touched until every check passed)
+                state,
+                parent=prev,
+                parent_hash=prev_hash,
+                txs=txs,
+                time=header.time,
+                proposer=header.proposer,
+                seal=header.seal,
+                params=genesis.params,
+                contracts=contracts,
+                log=log,
+            )
+        finally:
+            if wait_sigs is not None:  # step 6's verdict first, also when execution raised
+                _check_sigs(h, wait_sigs())
         _compare(h, header, built.header, built.receipts, stored.receipts)
         if built.header_bytes != stored.header:
             raise _fail(h, "header", "differs from the recomputed header")
@@ -321,6 +336,12 @@ def verify_chain(
     return VerifyReport(
         blocks=count, txs=txs_total, head_hash=prev_hash, log_root=Hash32(log.root()), state=state
     )
+
+
+def _check_sigs(h: int, verdicts: Sequence[bool]) -> None:
+    for i, ok in enumerate(verdicts):
+        if not ok:
+            raise _fail(h, f"envelopes[{i}].sigs", "a signature does not verify")
 
 
 def _compare(

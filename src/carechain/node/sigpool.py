@@ -154,6 +154,16 @@ class SignatureVerifier:
         # few tasks per worker: each task costs a pickling round trip in this process
         return self._parallel(plain, _verify_chunk, 2 * self.workers)
 
+    def verify_async(self, batches: Sequence[list[SigCheck]]) -> Callable[[], list[bool]]:
+        """Start :meth:`verify` in the workers; returns a function waiting for its result
+        (``verify_chain``'s ``sig_submit``: the caller re-executes the block meanwhile)."""
+        plain = [[(c.alg, c.public, c.message, c.signature) for c in b] for b in batches]
+        if self.workers <= 1 or len(plain) < INLINE_BELOW:
+            return lambda: _verify_chunk(plain)
+        pool = self._get_pool()
+        futures = [pool.submit(_verify_chunk, part) for part in _split(plain, 2 * self.workers)]
+        return lambda: [ok for f in futures for ok in f.result()]
+
     def parse_and_verify(self, items: Sequence[tuple[bytes, KeyHints]]) -> list[Parsed]:
         """:func:`parse_and_verify_one` for each ``(raw, hints)``, in parallel when worth it."""
         if self.workers <= 1 or len(items) < INLINE_BELOW:

@@ -71,6 +71,7 @@ def verify_store(
             store.iter_blocks(),
             default_contracts(),
             sig_runner=verifier.verify,
+            sig_submit=verifier.verify_async,
             progress=progress,
         )
     finally:

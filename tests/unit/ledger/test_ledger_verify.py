@@ -183,3 +183,83 @@ def test_load_node_key_matches_the_proposer(
 ) -> None:
     key = load_node_key(demo_chain.paths.root)
     assert parse_header(blocks[1].header).proposer == key.kid
+
+
+# -- signatures checked while the block re-executes (issue 8) ---------------------------------
+
+
+def _flip_sig(raw: bytes) -> bytes:
+    from carechain.ledger.tx import encode_envelope, parse_envelope
+
+    tx = parse_envelope(raw)
+    sig = bytearray(tx.sigs[0])
+    sig[5] ^= 1
+    return encode_envelope(tx.body_bytes, [bytes(sig), *tx.sigs[1:]])
+
+
+def _submit(batches: object) -> object:
+    from carechain.ledger.verify import sequential_sig_runner
+
+    done = sequential_sig_runner(batches)  # type: ignore[arg-type]
+    return lambda: done
+
+
+def test_overlapped_signature_checks_give_the_same_report(
+    genesis: Genesis, blocks: list[StoredBlock]
+) -> None:
+    plain = verify_chain(genesis, iter(blocks), default_contracts())
+    overlapped = verify_chain(genesis, iter(blocks), default_contracts(), sig_submit=_submit)  # type: ignore[arg-type]
+    assert (overlapped.blocks, overlapped.txs, overlapped.head_hash, overlapped.log_root) == (
+        plain.blocks, plain.txs, plain.head_hash, plain.log_root,
+    )  # fmt: skip
+    assert overlapped.state.data == plain.state.data
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_flipped_signature_is_named_in_both_modes(
+    genesis: Genesis, blocks: list[StoredBlock], overlap: bool
+) -> None:
+    b = blocks[1]
+    env = list(b.envelopes)
+    env[2] = _flip_sig(env[2])
+    bad = [blocks[0], dataclasses.replace(b, envelopes=tuple(env))]
+    with pytest.raises(ChainVerificationError) as info:
+        verify_chain(
+            genesis, iter(bad), default_contracts(),
+            sig_submit=_submit if overlap else None,  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert (info.value.height, info.value.field) == (1, "envelopes[2].sigs")
+
+
+def test_signatures_are_checked_while_the_block_executes(
+    genesis: Genesis, blocks: list[StoredBlock]
+) -> None:
+    """The verdict is awaited after execution started, and before anything is compared."""
+    events: list[str] = []
+    contracts = default_contracts()
+
+    class Recording:
+        def handler(self, kind: str) -> object:
+            events.append("execute")
+            return contracts.handler(kind)
+
+        def authorize(self, *args: object) -> None:
+            contracts.authorize(*args)  # type: ignore[arg-type]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(contracts, name)
+
+    def submit(batches: object) -> object:
+        events.append("submit")
+        inner = _submit(batches)
+
+        def wait() -> object:
+            events.append("wait")
+            return inner()  # type: ignore[operator]
+
+        return wait
+
+    verify_chain(genesis, iter(blocks), Recording(), sig_submit=submit)  # type: ignore[arg-type]
+    first = events.index("submit")
+    assert events[first + 1] == "execute" and events[-1] == "wait"
+    assert events.count("submit") == events.count("wait") == 1  # one block with transactions
