@@ -31,9 +31,9 @@ from carechain.testing.crashloop import (
     check_ledger,
     load_keys,
     run_crash_loop,
-    run_http_crashes,
     run_life,
 )
+from carechain.testing.crashloop_http import run_http_crashes
 
 CRASHES = int(os.environ.get("CARECHAIN_CRASHES") or 200)
 HTTP_CRASHES = int(os.environ.get("CARECHAIN_HTTP_CRASHES") or 5)

@@ -9,7 +9,7 @@ final (cosigned) height; ``down`` stops every recorded process by its PID.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import httpx
 import typer
@@ -114,7 +114,8 @@ ChainTypeOption = Annotated[
     str,
     typer.Option(
         "--type",
-        help="private (one organisation, solo ordering) or consortium (N organisations, etcd).",
+        help="private (one organisation, solo ordering), consortium (N organisations, etcd) "
+        "or public (one miner, proof of work, open registration).",
     ),
 ]
 OrgsOption = Annotated[
@@ -141,8 +142,7 @@ def init_consortium_command(
     with handle_errors():
         if chain_type not in CHAIN_TYPES:
             raise ValidationError(
-                f"--type: got {chain_type!r}, want one of {', '.join(CHAIN_TYPES)} "
-                "(public proof-of-work chains are not implemented)"
+                f"--type: got {chain_type!r}, want one of {', '.join(CHAIN_TYPES)}"
             )
         genesis, members = init_consortium(
             base,
@@ -191,3 +191,156 @@ def bench(
     out.print(table)
     if len(results) == 2 and results[0].tps:
         out.print(f"consortium / private throughput ratio: {results[1].tps / results[0].tps:.2f}")
+
+
+# -- joining later: `consortium join | admit | vote` (node/join.py, ADR 0011) ---------------
+
+AdminKeysOption = Annotated[
+    Path,
+    typer.Option("--keys", file_okay=False, help="Keyring directory holding the admin key."),
+]
+AdminKeyOption = Annotated[
+    str, typer.Option("--key", metavar="NAME", help="Admin key name, e.g. seoul-general-admin.")
+]
+NodeUrlOption = Annotated[str, typer.Option("--url", help="A member node's API URL.")]
+PasswordFile = Annotated[
+    Path | None,
+    typer.Option("--password-file", dir_okay=False, help="Key password (else env, else prompt)."),
+]
+
+
+def _governance(
+    url: str, keys: Path, key: str, password_file: Path | None, args: dict[str, object]
+) -> tuple[str, str, str]:
+    """Sign and submit one governance transaction as the admin of ``key``; returns
+    ``(tx id, status, code)``."""
+    from carechain.cli.options import make_client
+    from carechain.crypto.keystore import Keyring, resolve_password
+    from carechain.encoding import JsonObject
+
+    ring = Keyring(keys)
+    info = ring.get_info(key)
+    if not info.account:
+        raise ConflictError(f"key {key} in {keys} is not an account key")
+    signer = ring.load(key, resolve_password(password_file))
+    kind = "governance.vote@1" if "proposal" in args else "governance.propose@1"
+    with make_client(url) as client:
+        tx = client.build(kind, info.account, cast("JsonObject", args), signer)
+        (result,) = client.submit(tx)
+    return tx.tx_id.hex(), result.status, result.code
+
+
+@consortium_app.command("join")
+def join(
+    root: Annotated[Path, typer.Option("--dir", file_okay=False, help="New node directory.")],
+    genesis: Annotated[str, typer.Option("--genesis", help="genesis.json file, or a URL.")],
+    org_id: Annotated[str, typer.Option("--org-id", help="The new organisation's id.")],
+    etcd: Annotated[list[str], typer.Option("--etcd", help="etcd client URL (repeat).")],
+    peers: Annotated[list[str], typer.Option("--peers", help="Member node API URL (repeat).")],
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    index_key: Annotated[
+        Path | None,
+        typer.Option("--index-key", dir_okay=False, help="The consortium's index key file."),
+    ] = None,
+    password_file: PasswordFile = None,
+    scrypt_n: Annotated[int | None, typer.Option("--scrypt-n", hidden=True)] = None,
+) -> None:
+    """Create the node directory of an organisation joining later; print its admission
+    request (members vote on it; then start `carechain node --dir DIR`)."""
+    from carechain.crypto.keystore import resolve_password
+    from carechain.node.join import fetch_genesis, join_consortium
+
+    with handle_errors():
+        password = resolve_password(password_file, confirm=True)
+        g, request = join_consortium(
+            root,
+            genesis_raw=fetch_genesis(genesis),
+            org_id=org_id,
+            name=name,
+            etcd=etcd,
+            peers=peers,
+            password=password,
+            index_key=index_key.read_bytes() if index_key is not None else None,
+            scrypt_n=scrypt_n,
+        )
+    out = _out()
+    out.print(f"[bold green]node directory ready[/bold green] {escape(str(root))} ({g.chain})")
+    node = request.org["nodes"][0]
+    out.print(f"  org       {escape(org_id)}")
+    out.print(f"  node kid  {request.node_kid}")
+    out.print(f"  node key  {node['alg']} {node['pub']}")
+    out.print(f"  request   {escape(str(request.path))}")
+    if index_key is None:
+        out.print(
+            "[yellow]no --index-key: a fresh one was made; records' keyed hashes will "
+            "not match the other members' until you install theirs[/yellow]"
+        )
+    out.print(
+        "next: a member runs [bold]carechain consortium admit --request "
+        f"{escape(str(request.path))} …[/bold]; the others vote; then "
+        f"[bold]carechain node --dir {escape(str(root))}[/bold]"
+    )
+
+
+@consortium_app.command("admit")
+def admit(
+    request: Annotated[
+        Path, typer.Option("--request", dir_okay=False, help="The admission request file.")
+    ],
+    url: NodeUrlOption,
+    keys: AdminKeysOption,
+    key: AdminKeyOption,
+    password_file: PasswordFile = None,
+) -> None:
+    """Propose admitting the organisation of an admission request (the proposer's
+    organisation votes yes); prints the proposal id for the others' votes."""
+    from carechain.node.join import proposal_id, read_request
+
+    with handle_errors():
+        org = read_request(request)
+        tx_id, status, code = _governance(
+            url, keys, key, password_file, {"action": "admit_org", "org": org}
+        )
+    if status != "ok":
+        _out().print(f"[red]proposal rejected[/red]: {code}")
+        raise typer.Exit(5)
+    pid = proposal_id(bytes.fromhex(tx_id))
+    _out().print(f"proposal {pid}: admit {escape(str(org['id']))} (tx {tx_id})")
+    _out().print(f"others: carechain consortium vote --proposal {pid} --url … --keys … --key …")
+
+
+@consortium_app.command("vote")
+def vote(
+    proposal: Annotated[str, typer.Option("--proposal", help="Proposal id.")],
+    url: NodeUrlOption,
+    keys: AdminKeysOption,
+    key: AdminKeyOption,
+    reject: Annotated[bool, typer.Option("--reject", help="Vote no.")] = False,
+    password_file: PasswordFile = None,
+) -> None:
+    """Vote on a governance proposal as an organisation's admin."""
+    with handle_errors():
+        tx_id, status, code = _governance(
+            url, keys, key, password_file, {"approve": not reject, "proposal": proposal}
+        )
+    if status != "ok":
+        _out().print(f"[red]vote rejected[/red]: {code}")
+        raise typer.Exit(5)
+    _out().print(f"voted {'no' if reject else 'yes'} on {proposal} (tx {tx_id})")
+
+
+@consortium_app.command("catch-up")
+def catch_up_command(
+    root: Annotated[Path, typer.Option("--dir", file_okay=False, help="Joined node directory.")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 600.0,
+) -> None:
+    """Run a joined node headless until its organisation's admission block is applied (peers'
+    final blocks); then start it with `carechain node --dir DIR`."""
+    from carechain.node.join import sync_joined
+
+    with handle_errors():
+        report = sync_joined(root, timeout=timeout)
+    _out().print(
+        f"caught up blocks {report.start + 1}..{report.head} in {report.seconds:.1f} s; "
+        f"node key active. next: [bold]carechain node --dir {escape(str(root))}[/bold]"
+    )

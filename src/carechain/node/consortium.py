@@ -165,7 +165,12 @@ def orderer_for(root: Path, genesis: Genesis, node_key: PrivateKey) -> Orderer |
     endpoints = os.environ.get("CARECHAIN_ETCD")
     urls = endpoints.split(",") if endpoints else list(etcd.get("endpoints", DEFAULT_ETCD))
     peers = [str(u) for u in read_config(root).get("peers", [])]
-    return EtcdOrderer(
+    cls = EtcdOrderer
+    if "join" in read_config(root):  # admitted after genesis: node/join.py
+        from carechain.node.join import JoiningEtcdOrderer
+
+        cls = JoiningEtcdOrderer
+    return cls(
         urls,
         chain=genesis.chain,
         node=node_key.kid,

@@ -18,6 +18,15 @@ Invariants:
 * A peer whose text differs while this node's text is final is recorded in
   :attr:`Witness.faulty_peers` (evidence against it); this node continues.
 * Cosignatures that do not verify, or come from unknown keys, are ignored (never counted).
+* Persistence (ADR 0011 "Cosignature persistence"): this node's cosigned note for a height is
+  written to the store's meta ``witness/own/<height:016d>`` *before* it is published, and the
+  collected quorum note of each final height observed to ``witness/final/<height:016d>``
+  (plus ``witness/final_height``), so a restarted node (kill -9, etcd compacted or lost)
+  still serves them. Stored lines are verified again on every read, like the board's: a
+  tampered stored cosignature is never counted.
+* Equivocation guard: the node never cosigns a second text for a height it already cosigned
+  (stored or in memory); it refuses, keeps both texts as evidence (meta
+  ``witness/equivocation``) and raises the alarm (``on_divergence``: the node halts).
 """
 
 from __future__ import annotations
@@ -46,6 +55,14 @@ from carechain.storage import LedgerStore
 
 log = logging.getLogger("carechain.witness")
 
+OWN_META = "witness/own/"
+"""Store meta prefix: this node's cosigned note per height (``<prefix><height:016d>``)."""
+FINAL_META = "witness/final/"
+"""Store meta prefix: the quorum-cosigned note of a final height."""
+FINAL_HEIGHT_META = "witness/final_height"
+"""Store meta: the highest final height this node observed (decimal)."""
+EQUIVOCATION_META = "witness/equivocation"
+"""Store meta: evidence of a refused second cosignature for one height."""
 KEEP_HEIGHTS = 1024
 """Own cosignatures kept in memory (newest heights)."""
 SCAN_DEPTH = 8
@@ -119,8 +136,10 @@ class Witness:
         self.params = params
         self.clock_s = clock_s
         self.on_divergence = on_divergence
-        self.final_height = 0
-        self.head = 0
+        stored_final = store.find_meta(FINAL_HEIGHT_META)
+        self.final_height = int(stored_final) if stored_final else 0
+        """Highest final height; restored from the store after a restart."""
+        self.head = self.final_height
         self.divergence: dict[str, object] | None = None
         self.faulty_peers: dict[str, int] = {}
         """Peer node key id → first height where it cosigned another text."""
@@ -134,9 +153,22 @@ class Witness:
         return str(rec.get("name", self.key.kid)) if rec else self.key.kid
 
     def cosign(self, height: int, block_hash: bytes, size: int, root: bytes) -> bytes:
-        """Cosign and publish this node's checkpoint for block ``height``; return the line."""
+        """Cosign and publish this node's checkpoint for block ``height``; return the line.
+
+        The note is stored durably before it is published. A height already cosigned with
+        the same text reuses that line; with another text the node refuses (equivocation
+        guard), records the evidence, raises the alarm and returns ``b""``.
+        """
         text = block_checkpoint(self.origin, height, block_hash, size, root).body()
-        line = cosign(text, self.name(), self.key, self.clock_s())
+        earlier = self.own(height)
+        if earlier is not None and earlier[0] != text:
+            self._equivocation(height, earlier, text)
+            return b""
+        if earlier is not None:
+            line = earlier[1]
+        else:
+            line = cosign(text, self.name(), self.key, self.clock_s())
+            self.store.put_meta(own_meta_key(height), cosigned_note(text, [line]))
         with self._lock:
             self._own[height] = (text, line)
             while len(self._own) > KEEP_HEIGHTS:
@@ -145,9 +177,45 @@ class Witness:
         self.publish(height)
         return line
 
+    def own(self, height: int) -> tuple[bytes, bytes] | None:
+        """``(text, line)`` this node cosigned at ``height`` (memory, else the store)."""
+        own = self._own.get(height)
+        if own is not None:
+            return own
+        raw = self.store.find_meta(own_meta_key(height))
+        if raw is None:
+            return None
+        try:
+            text, lines = split_note(raw)
+        except ValueError:
+            log.error("stored cosignature of block %d is unreadable; ignored", height)
+            return None
+        return (text, lines[0]) if len(lines) == 1 else None
+
+    def _equivocation(self, height: int, earlier: tuple[bytes, bytes], text: bytes) -> None:
+        evidence: dict[str, object] = {
+            "height": height,
+            "cosigned": cosigned_note(earlier[0], [earlier[1]]).decode(),
+            "refused": text.decode(),
+        }
+        self.divergence = evidence
+        try:
+            self.store.put_meta(EQUIVOCATION_META, orjson.dumps(evidence))
+        except LedgerError as err:
+            log.error("could not store equivocation evidence: %s", err)
+        exc = DivergenceError(
+            f"equivocation refused at block {height}: this node already cosigned another "
+            "checkpoint for that height; it stopped applying (evidence in "
+            "/v1/checkpoint/cosigned)",
+            retry_after=60,
+        )
+        log.critical("%s", exc)
+        if self.on_divergence is not None:
+            self.on_divergence(exc)
+
     def publish(self, height: int) -> None:
         """(Re)publish this node's cosignature for ``height`` (best effort)."""
-        own = self._own.get(height)
+        own = self.own(height)
         if own is None:
             return
         try:
@@ -169,44 +237,74 @@ class Witness:
                 out[key[len("node/") :]] = rec
         return out
 
-    def view(self, height: int) -> HeightView | None:
-        """Collect and verify every cosignature at ``height`` (None: not cosigned here)."""
-        own = self._own.get(height)
-        if own is None:
-            return None
-        text, line = own
-        nodes = self._active_nodes()
-        v = HeightView(height=height, text=text, lines=[line])
-        v.orgs_total = len({str(r.get("org")) for r in nodes.values()})
-        own_orgs = {str(nodes.get(self.key.kid, {}).get("org", "?"))}
-        v.nodes.append(self.key.kid)
-        try:
-            notes = self.board.cosignatures(height)
-        except LedgerError as exc:
-            log.warning("could not read cosignatures of block %d: %s", height, exc)
-            notes = {}
-        for kid, note in sorted(notes.items()):
-            rec = nodes.get(kid)
-            if kid == self.key.kid or rec is None:
-                continue
-            cosigner = Cosigner(
+    def _cosigners(self, nodes: dict[str, dict[str, object]]) -> list[Cosigner]:
+        return [
+            Cosigner(
                 str(rec.get("name", kid)),
                 PublicKeyRecord(alg=str(rec["alg"]), public=b64u_decode(str(rec["pub"]))),
                 kid,
             )
+            for kid, rec in sorted(nodes.items())
+        ]
+
+    def _verified_lines(
+        self, note: bytes, cosigners: list[Cosigner]
+    ) -> list[tuple[str, bytes, bytes]]:
+        """``(node kid, text, line)`` for every line of ``note`` that verifies with an active
+        node key; bad, unknown or malformed lines are dropped (never counted)."""
+        try:
+            text, lines = split_note(note)
+        except ValueError:
+            return []
+        out: list[tuple[str, bytes, bytes]] = []
+        for line in lines:
             try:
-                opened = open_cosigned(note, [cosigner], self.origin)
+                opened = open_cosigned(text + b"\n" + line, cosigners, self.origin)
             except LedgerError:
                 continue
-            org = str(rec.get("org"))
-            if opened.text == text:
-                own_orgs.add(org)
-                v.nodes.append(kid)
-                v.lines.extend(note[len(text) + 1 :].splitlines(keepends=True))
-            else:
-                v.others.setdefault(opened.text, []).append(org)
-                v.other_notes.setdefault(opened.text, note)
-                self.faulty_peers.setdefault(kid, height)
+            out.extend((kid, opened.text, line) for kid, _ in opened.signers)
+        return out
+
+    def view(self, height: int) -> HeightView | None:
+        """Collect and verify every cosignature at ``height`` (None: not cosigned here):
+        the board's and the stored quorum note's, each line verified with the node keys
+        active in state."""
+        own = self.own(height)
+        if own is None:
+            return None
+        text, line = own
+        nodes = self._active_nodes()
+        cosigners = self._cosigners(nodes)
+        v = HeightView(height=height, text=text, lines=[line])
+        v.orgs_total = len({str(r.get("org")) for r in nodes.values()})
+        own_orgs = set()
+        if self.key.kid in nodes:  # a node of an organisation not admitted counts nothing
+            own_orgs.add(str(nodes[self.key.kid].get("org")))
+        v.nodes.append(self.key.kid)
+        try:
+            notes = list(self.board.cosignatures(height).values())
+        except LedgerError as exc:
+            log.warning("could not read cosignatures of block %d: %s", height, exc)
+            notes = []
+        stored = self.store.find_meta(final_meta_key(height))
+        if stored is not None:
+            notes.append(stored)
+        for note in notes:
+            for kid, other, signed in self._verified_lines(note, cosigners):
+                if kid == self.key.kid:
+                    continue
+                org = str(nodes[kid].get("org"))
+                if other == text:
+                    own_orgs.add(org)
+                    if kid not in v.nodes:
+                        v.nodes.append(kid)
+                    v.lines.append(signed)
+                else:
+                    if org not in v.others.get(other, []):
+                        v.others.setdefault(other, []).append(org)
+                    v.other_notes.setdefault(other, note)
+                    self.faulty_peers.setdefault(kid, height)
+        v.lines = sorted(set(v.lines))
         v.orgs = sorted(own_orgs)
         v.final = self.is_quorum(len(v.orgs), v.orgs_total)
         return v
@@ -235,10 +333,20 @@ class Witness:
                     self._diverged(v, other)
                     return self.final_height
             if v.final:
+                if height > self.final_height:
+                    self._persist_final(v)
                 self.final_height = max(self.final_height, height)
                 break
             self.publish(height)  # a peer may have missed it (e.g. etcd was down)
         return self.final_height
+
+    def _persist_final(self, v: HeightView) -> None:
+        """Keep the quorum note of a newly final height (best effort: logged on failure)."""
+        try:
+            self.store.put_meta(final_meta_key(v.height), v.note())
+            self.store.put_meta(FINAL_HEIGHT_META, str(v.height).encode())
+        except LedgerError as err:
+            log.error("could not store the final cosignatures of block %d: %s", v.height, err)
 
     def _diverged(self, v: HeightView, other: bytes) -> None:
         evidence: dict[str, object] = {
@@ -261,4 +369,31 @@ class Witness:
             self.on_divergence(exc)
 
 
-__all__ = ["CosignBoard", "DivergenceError", "HeightView", "Witness"]
+def own_meta_key(height: int) -> str:
+    """Store meta key of this node's cosigned note for ``height``."""
+    return f"{OWN_META}{height:016d}"
+
+
+def final_meta_key(height: int) -> str:
+    """Store meta key of the quorum-cosigned note of final ``height``."""
+    return f"{FINAL_META}{height:016d}"
+
+
+def split_note(note: bytes) -> tuple[bytes, list[bytes]]:
+    """``(checkpoint text, cosignature lines)`` of a cosigned note (text, blank line,
+    lines); ValueError when there is no blank line."""
+    cut = note.find(b"\n\n")
+    if cut < 0:
+        raise ValueError("cosigned note: no blank line after the checkpoint text")
+    return note[: cut + 1], note[cut + 2 :].splitlines(keepends=True)
+
+
+__all__ = [
+    "CosignBoard",
+    "DivergenceError",
+    "HeightView",
+    "Witness",
+    "final_meta_key",
+    "own_meta_key",
+    "split_note",
+]

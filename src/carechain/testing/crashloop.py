@@ -44,9 +44,7 @@ import random
 import select
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -56,7 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
 import orjson
 
 from carechain import failpoints
@@ -80,7 +77,7 @@ KEY_NAMES = ("seoul-general-admin", "dr-kim", "patient-1")
 """Demo keys the workload signs with (decrypted once, in the harness)."""
 RANDOM = "random"
 """Name under which harness kills at random moments are counted."""
-_LIFE_TIMEOUT_S = 8.0
+LIFE_TIMEOUT_S = 8.0
 """A life whose failpoint has not fired by then is killed by the harness (counted apart)."""
 
 
@@ -285,7 +282,7 @@ def _child(
 
         def submit(txs: list[SignedTx]) -> bool:
             try:
-                node.submit_and_wait([t.raw for t in txs], timeout=_LIFE_TIMEOUT_S)
+                node.submit_and_wait([t.raw for t in txs], timeout=LIFE_TIMEOUT_S)
             except (LedgerError, TimeoutError):
                 return False
             return True
@@ -303,7 +300,7 @@ def _child(
         ]
         for t in threads:
             t.start()
-        stop.wait(_LIFE_TIMEOUT_S * 2)  # the harness kills the child long before
+        stop.wait(LIFE_TIMEOUT_S * 2)  # the harness kills the child long before
     except BaseException as exc:  # reported; the harness counts a life without SIGKILL
         with contextlib.suppress(OSError):
             os.write(fd, f"E {type(exc).__name__}: {exc}\n".encode()[:512])
@@ -433,7 +430,7 @@ def run_life(
     buf = b""
     ready_at: float | None = None
     killed_by_harness = False
-    deadline = t_fork + _LIFE_TIMEOUT_S
+    deadline = t_fork + LIFE_TIMEOUT_S
     try:
         while True:
             ready, _, _ = select.select([r], [], [], 0.01)
@@ -480,7 +477,7 @@ def run_crash_loop(
     next_point = 0
     for i in range(crashes):
         if i % epoch == 0:
-            _tally(report, acked)
+            tally(report, acked)
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(template, root)
             acked = {}
@@ -504,139 +501,14 @@ def run_crash_loop(
         report.violations.extend(f"crash {i} ({label}): {v}" for v in found)
         if out is not None and (i + 1) % 50 == 0:
             out(f"  {i + 1} crashes, {len(report.violations)} violations")
-    _tally(report, acked)
+    tally(report, acked)
     return report
 
 
-def _tally(report: CrashReport, acked: dict[bytes, Ack]) -> None:
+def tally(report: CrashReport, acked: dict[bytes, Ack]) -> None:
     """Count the acknowledgements of an epoch that ends (each tx is in one epoch only)."""
     report.acked += len(acked)
     report.rotations += sum(1 for a in acked.values() if a.kind == "identity.rotate_key@1")
-
-
-# -- the real HTTP server ----------------------------------------------------------------------
-
-NODE_CMD = (sys.executable, "-c", "from carechain.cli.main import app; app()", "node")
-"""``carechain node`` with this interpreter."""
-HTTP_POINTS = (
-    "storage.commit.during_merkle",
-    "node.ack.after_commit",
-    "storage.commit.before_commit",
-)
-"""Failpoints the HTTP lives die at (in turn; the other lives are killed by the harness)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _http_submit(client: httpx.Client, url: str) -> Submit:
-    def submit(txs: list[SignedTx]) -> bool:
-        if len(txs) == 1:
-            body, media = txs[0].raw, "application/json"
-        else:
-            body, media = b"\n".join(t.raw for t in txs), "application/x-ndjson"
-        try:
-            resp = client.post(f"{url}/v1/transactions?timeout=5", content=body,
-                               headers={"content-type": media})  # fmt: skip
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200  # 202 = not committed yet: no acknowledgement
-
-    return submit
-
-
-def run_http_crashes(
-    template: Path, work: Path, crashes: int, *, seed: int = 1,
-    out: Callable[[str], None] | None = None,
-) -> CrashReport:  # fmt: skip
-    """``crashes`` lives of the real ``carechain node`` process on one copy of ``template``:
-    even lives die at the next point of :data:`HTTP_POINTS` (``CARECHAIN_FAILPOINTS``), odd
-    ones by the harness's SIGKILL 0.1-0.5 s after ``/healthz`` answers. The harness is the
-    client: an acknowledgement is an HTTP 200. Restart-to-ready here is process start to the
-    first ``/healthz`` 200 (interpreter start and imports included)."""
-    rng = random.Random(seed)  # noqa: S311 - reproducible kill schedule, not a secret
-    keys = load_keys(template)
-    genesis = read_genesis(template)
-    report = CrashReport()
-    acked: dict[bytes, Ack] = {}
-    root = work / "http-chain"
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(template, root)
-    for i in range(crashes):
-        point = HTTP_POINTS[(i // 2) % len(HTTP_POINTS)] if i % 2 == 0 else ""
-        label, how = _http_life(root, keys, point, rng, report, acked, i)
-        report.crashes += 1
-        report.by_point[label] += 1
-        if how != -signal.SIGKILL:
-            report.violations.append(f"http life {i} ({label}) exited {how}, not SIGKILL")
-        found = check_ledger(root, genesis, list(acked.values()))
-        report.acked_checks += len(acked)
-        report.violations.extend(f"http crash {i} ({label}): {v}" for v in found)
-        if out is not None:
-            out(f"  http crash {i} ({label}): {len(acked)} acknowledged so far")
-    _tally(report, acked)
-    return report
-
-
-def _http_life(
-    root: Path, keys: dict[str, PrivateKey], point: str, rng: random.Random,
-    report: CrashReport, acked: dict[bytes, Ack], i: int,
-) -> tuple[str, int]:  # fmt: skip
-    port = _free_port()
-    env = {**os.environ, failpoints.ENV: f"{point}=kill@{rng.randint(2, 4)}" if point else ""}
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        [*NODE_CMD, "--dir", str(root), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    stop = threading.Event()
-    lock = threading.Lock()
-    threads: list[threading.Thread] = []
-    try:
-        with httpx.Client(timeout=10) as probe:
-            while True:
-                if proc.poll() is not None or time.monotonic() - t0 > 60:
-                    return (point or RANDOM), proc.wait()
-                with contextlib.suppress(httpx.HTTPError):
-                    if probe.get(f"{url}/healthz").status_code == 200:
-                        break
-                time.sleep(0.01)
-        report.restart_ms.append((time.monotonic() - t0) * 1000)
-
-        def record(tx: SignedTx, new_kid: str) -> None:
-            with lock:
-                acked.setdefault(tx.tx_id, Ack(tx.tx_id, tx.body.kind, new_kid))
-
-        work = Workload(genesis_chain(root), keys, rng.getrandbits(32) + i)
-        clients = [httpx.Client(timeout=10) for _ in range(LANES)]
-        for lane, client in enumerate(clients):
-            args = (lane, work, _http_submit(client, url), record, stop)
-            threads.append(threading.Thread(target=run_lane, args=args, daemon=True))
-        for t in threads:
-            t.start()
-        if point:
-            try:
-                code = proc.wait(timeout=_LIFE_TIMEOUT_S * 2)
-                label = point
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code, label = proc.wait(), f"unfired:{point}"
-        else:
-            time.sleep(rng.uniform(0.1, 0.5))
-            proc.kill()
-            code, label = proc.wait(), RANDOM
-        return label, code
-    finally:
-        stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for t in threads:
-            t.join(timeout=30)
 
 
 def genesis_chain(root: Path) -> str:
@@ -661,6 +533,8 @@ def main(argv: Sequence[str]) -> int:
         init_chain(template, demo=True, scrypt_n=FAST_SCRYPT_N)
         loop = run_crash_loop(template, Path(tmp), crashes, out=print)
         print(loop.summary())
+        from carechain.testing.crashloop_http import run_http_crashes
+
         served = run_http_crashes(template, Path(tmp), http)
         print("http:", served.summary())
         for v in [*loop.violations, *served.violations]:
