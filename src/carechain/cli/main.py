@@ -307,6 +307,7 @@ def node(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with handle_errors():
         read_genesis(data_dir)  # a missing chain: exit 4 with a hint, before binding a port
+        _catch_up_if_joined(data_dir)
     sock = _listen(host, port)
     try:
         with handle_errors():
@@ -328,6 +329,22 @@ def node(
         running.stop()
         running.store.close()
         sock.close()
+
+
+def _catch_up_if_joined(data_dir: Path) -> None:
+    """An organisation admitted after genesis: apply the peers' final blocks up to its
+    admission first (what `carechain consortium catch-up` does), then serve."""
+    from carechain.node.join import needs_catch_up, sync_joined
+
+    if not needs_catch_up(data_dir):
+        return
+    out = _out()
+    out.print(
+        "this organisation joined after genesis: applying the peers' final blocks up to its "
+        "admission first (waits until the members have voted it in)…"
+    )
+    report = sync_joined(data_dir)
+    out.print(f"caught up blocks {report.start + 1}..{report.head} in {report.seconds:.1f} s")
 
 
 def _print_node_banner(data_dir: Path, host: str, port: int, running: Node) -> None:

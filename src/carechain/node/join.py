@@ -204,6 +204,29 @@ class SyncReport:
     """Wall time."""
 
 
+def needs_catch_up(root: Path) -> bool:
+    """Whether ``root`` is a joined directory whose node key is not yet active in its own
+    ledger (``carechain node`` then runs :func:`sync_joined` first)."""
+    from carechain.ledger.keys import node_state_key
+    from carechain.node.chaindir import ChainPaths, load_node_key
+    from carechain.node.consortium import read_config
+    from carechain.storage.sqlite import SQLiteStore
+
+    if "join" not in read_config(root):
+        return False
+    paths = ChainPaths(root)
+    if not paths.ledger.exists():
+        return True
+    kid = load_node_key(root).kid
+    store = SQLiteStore(paths.ledger)
+    try:
+        raw = store.find_state(node_state_key(kid))
+    finally:
+        store.close()
+    rec = orjson.loads(raw) if raw is not None else None
+    return not (isinstance(rec, dict) and rec.get("status", "active") == "active")
+
+
 def sync_joined(root: Path, *, timeout: float = 600.0) -> SyncReport:
     """Run the node of ``root`` headless until its organisation's admission block is
     applied (its key is active in its own state), then stop it.
