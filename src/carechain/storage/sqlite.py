@@ -229,6 +229,7 @@ class SQLiteStore(LedgerStore):
         self._closed = False
         self._failed: str | None = None
         self._merkle_cache: dict[tuple[int, int], bytes] = {}
+        self._merkle_preloaded = False
         """Committed Merkle nodes read before (immutable), for proofs at large logs."""
         self._check_sqlite_version()
         try:
@@ -500,9 +501,38 @@ class SQLiteStore(LedgerStore):
             self._merkle_cache[(level, index)] = value
         return value
 
+    def _preload_upper_nodes(self) -> None:
+        """Load the upper tree once: the committed nodes of the highest levels that fit in
+        half the cache (at least level 4: a node over 16 leaves or more). Every proof reads
+        one node per level, so these are shared by every proof; the levels below are read
+        per proof, in one query (:meth:`get_merkle_nodes`)."""
+        self._merkle_preloaded = True
+        counts = dict(
+            self._rows(
+                "SELECT level, COUNT(*) FROM merkle_nodes WHERE level >= ? GROUP BY level",
+                (_MERKLE_CACHE_MIN_LEVEL,),
+            )
+        )
+        level, total = max(counts, default=_MERKLE_CACHE_MIN_LEVEL) + 1, 0
+        while level - 1 >= _MERKLE_CACHE_MIN_LEVEL and total + counts.get(level - 1, 0) <= (
+            _MERKLE_CACHE_MAX // 2
+        ):
+            level -= 1
+            total += counts.get(level, 0)
+        if total == 0:
+            return
+        if len(self._merkle_cache) + total >= _MERKLE_CACHE_MAX:
+            self._merkle_cache = {}
+        for lvl, index, value in self._rows(
+            "SELECT level, idx, hash FROM merkle_nodes WHERE level >= ?", (level,)
+        ):
+            self._merkle_cache[(lvl, index)] = value
+
     def get_merkle_nodes(self, coords: Sequence[tuple[int, int]]) -> list[bytes]:
         """The nodes at ``coords`` (``(level, index)`` pairs), in order: what a proof needs,
         in one read of the uncached ones (raises ``NotFoundError`` naming a missing node)."""
+        if not self._merkle_preloaded:
+            self._preload_upper_nodes()
         cache = self._merkle_cache
         hashes = [cache.get(c) for c in coords]
         missing = list({c for c, h in zip(coords, hashes, strict=True) if h is None})

@@ -144,3 +144,31 @@ def test_a_corrupted_node_makes_the_batched_proof_fail(store: SQLiteStore) -> No
 def test_a_size_beyond_the_store_is_not_found(store: SQLiteStore) -> None:
     with pytest.raises(NotFoundError):
         inclusion_proof_and_root(store, 0, SIZE + 3)
+
+
+def test_the_upper_tree_is_preloaded_within_half_the_cache(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carechain.storage import sqlite as sqlite_mod
+
+    monkeypatch.setattr(sqlite_mod, "_MERKLE_CACHE_MAX", 8)  # room for 4: levels 5 and 6 (3)
+    s = SQLiteStore(tmp_path / "ledger.db")
+    try:
+        tree = CompactTree()
+        envs = tuple(_leaves(SIZE))
+        s.commit_block(
+            BlockCommit(
+                block=StoredBlock(height=0, header=b"h", signature=b"", envelopes=envs,
+                                  receipts=tuple(b"{}" for _ in envs)),
+                header_hash=b"\x01" * 32, tx_ids=tuple(leaf_hash(e) for e in envs),
+                first_log_index=0, merkle_nodes=tuple(tree.append([leaf_hash(e) for e in envs])),
+                state_writes=(),
+            )
+        )  # fmt: skip
+        s.get_merkle_nodes([(0, 0)])
+        assert set(s._merkle_cache) == {(5, 0), (5, 1), (6, 0)}  # level 4 (4 nodes) did not fit
+        proof, root = inclusion_proof_and_root(s, 40, SIZE)  # and proofs are unchanged
+        assert (proof, root) == (reference_inclusion_proof(_leaves(SIZE), 40),
+                                 reference_root(_leaves(SIZE)))  # fmt: skip
+    finally:
+        s.close()
