@@ -442,6 +442,16 @@ def test_demo_walks_through_every_step(live_url: str, demo_chain: InitResult) ->
     assert out.count("✓ proves:") == 10
 
 
+@pytest.mark.parametrize("flag", ["--records", "--rx", "--claims", "--trials", "--supply"])
+def test_domain_demos_without_a_chain_directory_say_to_pass_dir(
+    tmp_path: Path, flag: str
+) -> None:
+    result = run("demo", flag, "--dir", str(tmp_path / "none"), "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 4
+    assert f"{flag} signs with the demo accounts' keys" in result.output
+    assert "pass --dir with the data directory" in result.output
+
+
 def test_demo_refuses_another_chains_genesis(live_url: str, tmp_path: Path) -> None:
     init_chain(tmp_path / "other", chain="other-chain", scrypt_n=1024)
     result = run("demo", "--url", live_url, "--dir", str(tmp_path / "other"))

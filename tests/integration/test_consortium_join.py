@@ -30,14 +30,15 @@ import orjson
 import pytest
 
 from carechain.client.client import Client
+from carechain.client.trust import NodeKey
 from carechain.crypto.keystore import Keyring
-from carechain.crypto.signatures import PrivateKey, generate_key
-from carechain.errors import LedgerError, UnavailableError
+from carechain.crypto.signatures import PrivateKey, PublicKeyRecord, generate_key
+from carechain.errors import CheckpointError, LedgerError, UnavailableError
 from carechain.ledger.block import header_hash, parse_seal
 from carechain.ledger.genesis import Genesis
 from carechain.ledger.tx import SignedTx
 from carechain.node.chaindir import DEMO_PASSWORD, ChainPaths, read_genesis
-from carechain.node.join import needs_catch_up
+from carechain.node.join import joined_node_key, needs_catch_up
 from carechain.node.verify import verify_store
 from carechain.ordering.etcd import EtcdOrderer, _b64, _prefix_end
 from carechain.storage.sqlite import SQLiteStore
@@ -276,6 +277,14 @@ def test_admitted_node_catches_up_agrees_verifies_and_is_counted(
     assert view["final"] and view["orgs_total"] == 4
     assert "org-4" in view["orgs"]  # type: ignore[operator]
     assert kid4 in [c["node"] for c in view["cosigners"]]  # type: ignore[attr-defined]
+    own = joined_node_key(n4.root)  # its own clients pin its key (signed after genesis)
+    assert own is not None and own[0] == "org-4"
+    pin = NodeKey(org=own[0], name=own[1], record=PublicKeyRecord(alg=own[2], public=own[3]))
+    raw = ChainPaths(n4.root).genesis.read_bytes()
+    with Client(n4.url, genesis=raw, node_keys=[pin]) as c4:
+        assert c4.checkpoint().size > 0
+    with Client(n4.url, genesis=raw) as c4, pytest.raises(CheckpointError):
+        c4.checkpoint()  # negative control: genesis alone cannot name node 4's key
     print(
         f"\nnode 4 caught up {joined['catch_up_blocks']} blocks in "
         f"{float(joined['catch_up_s']):.1f} s; quorum before admission "  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """``carechain bench``: floors and the workloads of issue 8, as a rich table and JSON.
 
 Sizes and workloads are fixed (``carechain.testing.bench.suite``); ``--quick`` shrinks them for
-CI smoke runs, ``--only`` / ``--skip`` pick workloads. The JSON goes to stdout (and ``--json``).
+CI smoke runs, ``--only`` / ``--skip`` pick workloads. The JSON goes to ``--json FILE``, else to
+stdout.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def render(result: BenchResult, console: Console) -> None:
         for k, v in rows:
             work.add_row(k, v)
     console.print(work)
-    targets = Table(title="targets of issue 8 (ratios to the floors of this run)")
+    title = "targets (ratios to the floors of this run)"
+    if result.machine.get("quick"):
+        title += " — --quick sizes: indicative only (e.g. proofs on a 20,000-leaf log)"
+    targets = Table(title=title)
     for col in ("figure", "value", "target", "met"):
         targets.add_column(col, justify="right" if col != "figure" else "left")
     for t in result.targets:
@@ -82,10 +86,10 @@ def bench_command(
         str, typer.Option(help="A note stored in the JSON (e.g. the machine's other load).")
     ] = "",
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the JSON result here.")
+        Path | None, typer.Option("--json", help="Write the JSON result here (else stdout).")
     ] = None,
 ) -> None:
-    """Measure this machine's floors, then the node's workloads, in one run (issue 8)."""
+    """Measure this machine's floors, then the node's workloads, in one run."""
     chosen_only, chosen_skip = _names(only), _names(skip)
     console = Console(stderr=True)
     columns = (
@@ -105,7 +109,8 @@ def bench_command(
         )
     render(result, console)
     doc = json.dumps(result.to_json(), indent=2, sort_keys=True)
-    print(doc)
-    if json_out is not None:
+    if json_out is None:
+        print(doc)  # the tables went to stderr: stdout is the JSON alone
+    else:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(doc + "\n")

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from carechain.cli.common import handle_errors
+from carechain.cli.options import GenesisOption
 from carechain.errors import ConflictError
 from carechain.testing.cluster import LocalCluster, down, pid_alive, read_cluster
 
@@ -197,7 +198,12 @@ def bench(
 
 AdminKeysOption = Annotated[
     Path,
-    typer.Option("--keys", file_okay=False, help="Keyring directory holding the admin key."),
+    typer.Option(
+        "--keys",
+        file_okay=False,
+        help="Directory whose keys/ holds the admin key (the admin directory `consortium up` "
+        "prints), or that keys/ directory itself.",
+    ),
 ]
 AdminKeyOption = Annotated[
     str, typer.Option("--key", metavar="NAME", help="Admin key name, e.g. seoul-general-admin.")
@@ -210,7 +216,12 @@ PasswordFile = Annotated[
 
 
 def _governance(
-    url: str, keys: Path, key: str, password_file: Path | None, args: dict[str, object]
+    url: str,
+    keys: Path,
+    key: str,
+    password_file: Path | None,
+    args: dict[str, object],
+    genesis: Path | None = None,
 ) -> tuple[str, str, str]:
     """Sign and submit one governance transaction as the admin of ``key``; returns
     ``(tx id, status, code)``."""
@@ -218,13 +229,15 @@ def _governance(
     from carechain.crypto.keystore import Keyring, resolve_password
     from carechain.encoding import JsonObject
 
+    if keys.name == "keys" and not (keys / "keys").is_dir():
+        keys = keys.parent  # the keys/ directory itself was given
     ring = Keyring(keys)
     info = ring.get_info(key)
     if not info.account:
         raise ConflictError(f"key {key} in {keys} is not an account key")
     signer = ring.load(key, resolve_password(password_file))
     kind = "governance.vote@1" if "proposal" in args else "governance.propose@1"
-    with make_client(url) as client:
+    with make_client(url, genesis=genesis) as client:
         tx = client.build(kind, info.account, cast("JsonObject", args), signer)
         (result,) = client.submit(tx)
     return tx.tx_id.hex(), result.status, result.code
@@ -291,6 +304,7 @@ def admit(
     keys: AdminKeysOption,
     key: AdminKeyOption,
     password_file: PasswordFile = None,
+    genesis: GenesisOption = None,
 ) -> None:
     """Propose admitting the organisation of an admission request (the proposer's
     organisation votes yes); prints the proposal id for the others' votes."""
@@ -299,7 +313,7 @@ def admit(
     with handle_errors():
         org = read_request(request)
         tx_id, status, code = _governance(
-            url, keys, key, password_file, {"action": "admit_org", "org": org}
+            url, keys, key, password_file, {"action": "admit_org", "org": org}, genesis
         )
     if status != "ok":
         _out().print(f"[red]proposal rejected[/red]: {code}")
@@ -317,11 +331,12 @@ def vote(
     key: AdminKeyOption,
     reject: Annotated[bool, typer.Option("--reject", help="Vote no.")] = False,
     password_file: PasswordFile = None,
+    genesis: GenesisOption = None,
 ) -> None:
     """Vote on a governance proposal as an organisation's admin."""
     with handle_errors():
         tx_id, status, code = _governance(
-            url, keys, key, password_file, {"approve": not reject, "proposal": proposal}
+            url, keys, key, password_file, {"approve": not reject, "proposal": proposal}, genesis
         )
     if status != "ok":
         _out().print(f"[red]vote rejected[/red]: {code}")

@@ -24,8 +24,9 @@ from carechain.cli.render import checkpoint_line, fmt_time
 from carechain.cli.rx import run_rx_demo
 from carechain.client import Client, RecordsClient
 from carechain.client.models import Result
+from carechain.client.trust import NodeKey
 from carechain.crypto.keystore import Keyring
-from carechain.crypto.signatures import PrivateKey, generate_key
+from carechain.crypto.signatures import PrivateKey, PublicKeyRecord, generate_key
 from carechain.encoding import b64u_encode, canonical_bytes, decode_canonical
 from carechain.errors import (
     AuthenticationError,
@@ -418,6 +419,16 @@ def demo(
     """Walk through registering, proving, replaying, tampering, rotating and revoking."""
     out = Console(highlight=False, soft_wrap=True)
     paths = ChainPaths(data_dir)
+    chosen = [n for n, on in (("--records", records), ("--rx", rx), ("--claims", claims),
+                              ("--trials", trials), ("--supply", supply)) if on]  # fmt: skip
+    if chosen and not paths.exists():
+        exit_with_error(
+            f"{' '.join(chosen)} signs with the demo accounts' keys, and {data_dir} holds no "
+            "chain",
+            f"pass --dir with the data directory the node at {url} runs on (or set "
+            "CARECHAIN_DIR)",
+            code=4,
+        )
     genesis = paths.genesis.read_bytes() if paths.exists() else None
     out.print(f"[bold]carechain demo[/bold] against {escape(url)}")
     out.print(
@@ -427,7 +438,7 @@ def demo(
     )
     with handle_errors():
         try:
-            with Client(url, genesis=genesis) as client:
+            with Client(url, genesis=genesis, node_keys=_own_node_keys(data_dir)) as client:
                 if supply:
                     from carechain.cli.supply import SupplyDemo
 
@@ -462,3 +473,16 @@ __all__ = [
     "ensure_emergency_member",
     "tamper",
 ]
+
+
+def _own_node_keys(data_dir: Path) -> list[NodeKey]:
+    """A joined organisation's own node key (trusted besides genesis: ADR 0011)."""
+    from carechain.node.join import joined_node_key
+
+    if not ChainPaths(data_dir).exists():
+        return []
+    own = joined_node_key(data_dir)
+    if own is None:
+        return []
+    org, name, alg, public = own
+    return [NodeKey(org=org, name=name, record=PublicKeyRecord(alg=alg, public=public))]

@@ -131,7 +131,7 @@ def init(
         bool,
         typer.Option(
             "--demo",
-            help="Seed a demo consortium (5 organisations, members, 2 patients; password 'demo').",
+            help="Seed demo data (5 organisations, members, 2 patients; password 'demo').",
         ),
     ] = False,
     chain: Annotated[
@@ -160,7 +160,7 @@ def init(
     orgs: OrgsOption = 3,
     etcd: EtcdOption = None,
 ) -> None:
-    """Create a chain in DIR: node key, genesis document, block 0 (and the demo consortium)."""
+    """Create a chain in DIR: node key, genesis document, block 0 (and the demo data)."""
     if chain_type not in ("private", "public"):  # consortium: one dir per org (ADR 0011)
         init_consortium_command(data_dir, chain_type, orgs, etcd, chain, scrypt_n)
         return
@@ -305,6 +305,7 @@ def node(
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per etcd poll or peer call
     with handle_errors():
         read_genesis(data_dir)  # a missing chain: exit 4 with a hint, before binding a port
         _catch_up_if_joined(data_dir)

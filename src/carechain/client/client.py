@@ -14,6 +14,7 @@ headers hash to the block hash) or proven against a checkpoint signed by a genes
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -41,7 +42,13 @@ from carechain.client.models import (
     parse_tx_record,
     tx_id_bytes,
 )
-from carechain.client.trust import TrustedCheckpoint, TrustRoot, TrustStore, parse_genesis
+from carechain.client.trust import (
+    NodeKey,
+    TrustedCheckpoint,
+    TrustRoot,
+    TrustStore,
+    parse_genesis,
+)
 from carechain.crypto.signatures import PrivateKey
 from carechain.encoding import JsonObject
 from carechain.errors import (
@@ -135,8 +142,14 @@ class Client:
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         require_final: bool = False,
+        node_keys: Sequence[NodeKey] = (),
     ) -> None:
+        """``node_keys``: node keys you trust besides the genesis ones, e.g. your own
+        organisation's node when it was admitted after genesis (its checkpoints are signed by
+        a key genesis cannot name). A trust decision like pinning the genesis: pass only keys
+        obtained out of band (``carechain demo --dir`` adds a joined directory's own key)."""
         self.base_url = (base_url or default_url()).rstrip("/")
+        self._extra_node_keys = tuple(node_keys)
         self.api = HttpApi(self.base_url, http, timeout=timeout)
         self.trust_file = Path(trust_file) if trust_file is not None else None
         self._given_genesis = genesis
@@ -170,7 +183,12 @@ class Client:
                 raw = self._given_genesis
                 if raw is None:
                     raw = self.api.get_bytes("/v1/genesis")
-                self._store = TrustStore(parse_genesis(raw), self.trust_file)
+                root = parse_genesis(raw)
+                if self._extra_node_keys:
+                    root = dataclasses.replace(
+                        root, node_keys=(*root.node_keys, *self._extra_node_keys)
+                    )
+                self._store = TrustStore(root, self.trust_file)
             return self._store
 
     @property

@@ -204,6 +204,20 @@ class SyncReport:
     """Wall time."""
 
 
+def joined_node_key(root: Path) -> tuple[str, str, str, bytes] | None:
+    """``(org, name, alg, public key)`` of a joined directory's own node key, else None:
+    what a client of this organisation pins besides the genesis keys (its checkpoints are
+    signed by a key genesis cannot name)."""
+    from carechain.node.chaindir import load_node_key
+    from carechain.node.consortium import read_config
+
+    join = read_config(root).get("join")
+    if not isinstance(join, dict) or not isinstance(join.get("org"), str):
+        return None
+    key = load_node_key(root)
+    return str(join["org"]), f"{join['org']}-node", key.alg, key.public
+
+
 def needs_catch_up(root: Path) -> bool:
     """Whether ``root`` is a joined directory whose node key is not yet active in its own
     ledger (``carechain node`` then runs :func:`sync_joined` first)."""

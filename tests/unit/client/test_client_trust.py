@@ -152,6 +152,20 @@ def test_checkpoint_signed_by_an_unknown_key_is_refused(fake: FakeApi) -> None:
         client.checkpoint()
 
 
+def test_a_pinned_node_key_beyond_genesis_is_trusted(fake: FakeApi) -> None:
+    """A later-admitted organisation's node signs with a key genesis cannot name: its own
+    clients pin it (``node_keys``); without the pin the same checkpoint is refused."""
+    from carechain.client.trust import NodeKey
+
+    fake.note = fake.signed_note(key=OTHER_KEY)
+    pinned = NodeKey(org="org-4", name="org-4-node", record=OTHER_KEY.record)
+    with fake.client(node_keys=[pinned]) as client:
+        assert client.checkpoint().size == 5
+        assert client.root.node_keys[-1] == pinned
+    with fake.client() as client, pytest.raises(CheckpointError, match="trusted signatures"):
+        client.checkpoint()  # negative control
+
+
 def test_checkpoint_with_a_bad_signature_is_refused(fake: FakeApi) -> None:
     note = bytearray(fake.signed_note())
     note[len(ORIGIN) + 1] ^= 1  # change the size line; the signature no longer covers it
