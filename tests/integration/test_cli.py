@@ -136,6 +136,7 @@ def test_verify_passes(chain_dir: Path) -> None:
     result = run("verify", "--dir", str(chain_dir))
     assert result.exit_code == 0, result.output
     assert "verified chain carechain-demo" in result.stdout
+    assert "every block sealed by an active node key" in result.stdout  # not a public chain
     # `init --demo` seeds members and patients, then the domain demo data (several blocks)
     blocks = re.search(r"blocks\s+(\d+) ", result.stdout)
     txs = re.search(r"txs\s+(\d+)", result.stdout)

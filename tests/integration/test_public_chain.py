@@ -135,6 +135,7 @@ def test_verify_passes_then_names_a_tampered_nonce(public_dir: Path) -> None:
     result = run("verify", "--dir", str(public_dir))
     assert result.exit_code == 0, result.output
     assert "verified chain" in result.stdout
+    assert "public: every block's proof of work" in result.stdout
     conn = apsw.Connection(str(public_dir / "ledger.sqlite"))
     try:
         (header,) = conn.execute("SELECT header FROM blocks WHERE height = 1").fetchone()  # type: ignore[misc]

@@ -49,7 +49,7 @@ from carechain.cli.tx import block_app, tx_app
 from carechain.contracts.identity import ORG_ROLES, patient_account_id
 from carechain.crypto.keystore import PASSWORD_ENV, KeyFileInfo, Keyring, resolve_password
 from carechain.errors import ConflictError, LedgerError, NotFoundError, ValidationError
-from carechain.ledger.genesis import CHAIN_RE
+from carechain.ledger.genesis import CHAIN_RE, Genesis
 from carechain.ledger.tx import validate_account_id
 from carechain.node.chaindir import (
     DEMO_CHAIN,
@@ -348,6 +348,18 @@ def _catch_up_if_joined(data_dir: Path) -> None:
     out.print(f"caught up blocks {report.start + 1}..{report.head} in {report.seconds:.1f} s")
 
 
+def _verified_type(genesis: Genesis) -> str:
+    """What `verify` checked of the blocks' seals, by chain type."""
+    from carechain.ledger.pow import pow_params
+
+    if pow_params(genesis.params) is not None:
+        return "public: every block's proof of work, its difficulty (retarget rule) and time"
+    return (
+        "private/consortium: every block sealed by an active node key (a consortium's "
+        "finality is its cosigned checkpoints: GET /v1/checkpoint/cosigned)"
+    )
+
+
 def _print_node_banner(data_dir: Path, host: str, port: int, running: Node) -> None:
     chain = running.genesis.chain
 
@@ -424,6 +436,7 @@ def verify(data_dir: DirOption) -> None:
     out.print(f"  log root    {report.chain.log_root.hex()} (size {size})")
     out.print(f"  head hash   {report.chain.head_hash.hex()}")
     out.print("  checkpoint  signed by a registered node key, matches size and root")
+    out.print(f"  chain type  {_verified_type(genesis)}")
     out.print(f"  time        {elapsed:.2f} s ({rate:,.0f} tx/s)")
 
 
