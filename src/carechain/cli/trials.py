@@ -358,7 +358,8 @@ def run_trials_demo(client: Client, out: Any, data_dir: Path) -> None:
     d.fact(
         f"admitted by seoul-general, hanbit-pharmacy and nhis-payer (3 of 5); {', '.join(created)}"
         if created
-        else f"{SPONSOR_ORG} is already a member"
+        else f"{SPONSOR_ORG} is already a member: the demo chain admitted it by that vote when "
+        "it was created (`carechain init --demo`)"
     )
     pi_key = ring.load(RESEARCHER, DEMO_PASSWORD)
     pi = f"{SPONSOR_ORG}.{RESEARCHER}"
