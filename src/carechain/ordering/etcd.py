@@ -304,11 +304,15 @@ class EtcdOrderer(Orderer):
         """Publish ``upto`` as applied; every ``COMPACT_EVERY`` positions try to compact."""
         try:
             self.publish_applied(upto)
-            if upto - self._compact_mark >= COMPACT_EVERY:
-                self._compact_mark = upto
-                self.compact()
         except UnavailableError as exc:  # best effort: the next block publishes again
             log.warning("could not publish applied position %d: %s", upto, exc)
+            return
+        if upto - self._compact_mark >= COMPACT_EVERY:
+            self._compact_mark = upto
+            try:
+                self.compact()
+            except UnavailableError as exc:  # best effort: a later block tries again
+                log.warning("could not compact etcd below position %d: %s", upto, exc)
 
     def compact(self) -> int:
         """Delete batches every member applied and compact etcd's history; returns the
@@ -340,7 +344,12 @@ class EtcdOrderer(Orderer):
         for i in range(0, len(keys), MAX_TXN_OPS):
             ops = [{"request_delete_range": {"key": k}} for k in keys[i : i + MAX_TXN_OPS]]
             self.call("/v3/kv/txn", {"success": ops})
-        self.call("/v3/kv/compaction", {"revision": str(low), "physical": False})
+        try:
+            self.call("/v3/kv/compaction", {"revision": str(low), "physical": False})
+        except UnavailableError as exc:
+            if exc.code != "history_compacted":
+                raise
+            # another member compacted etcd's history past ``low`` first: nothing left to do
         self._last_compact = low
         return low
 
