@@ -439,6 +439,11 @@ def test_join_writes_directory_request_and_a_gated_orderer(founding: Path) -> No
         ChainPaths(root).index_key.read_bytes()
         == ChainPaths(founding / "seoul-general").index_key.read_bytes()
     )
+    from carechain.cli.options import own_node_keys
+
+    (pinned,) = own_node_keys(root)  # the CLI's clients of this organisation trust its node
+    assert pinned.org == "org-4" and pinned.record == key.record
+    assert own_node_keys(founding / "seoul-general") == []  # a founder's: genesis names it
     orderer = orderer_for(root, read_genesis(root), key)
     assert isinstance(orderer, JoiningEtcdOrderer)
     try:

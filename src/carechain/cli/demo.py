@@ -18,15 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from carechain.cli.common import DirOption, exit_with_error, handle_errors
-from carechain.cli.options import UrlOption
+from carechain.cli.options import UrlOption, own_node_keys
 from carechain.cli.records import entry_line
 from carechain.cli.render import checkpoint_line, fmt_time
 from carechain.cli.rx import run_rx_demo
 from carechain.client import Client, RecordsClient
 from carechain.client.models import Result
-from carechain.client.trust import NodeKey
 from carechain.crypto.keystore import Keyring
-from carechain.crypto.signatures import PrivateKey, PublicKeyRecord, generate_key
+from carechain.crypto.signatures import PrivateKey, generate_key
 from carechain.encoding import b64u_encode, canonical_bytes, decode_canonical
 from carechain.errors import (
     AuthenticationError,
@@ -438,7 +437,7 @@ def demo(
     )
     with handle_errors():
         try:
-            with Client(url, genesis=genesis, node_keys=_own_node_keys(data_dir)) as client:
+            with Client(url, genesis=genesis, node_keys=own_node_keys(data_dir)) as client:
                 if supply:
                     from carechain.cli.supply import SupplyDemo
 
@@ -474,15 +473,3 @@ __all__ = [
     "tamper",
 ]
 
-
-def _own_node_keys(data_dir: Path) -> list[NodeKey]:
-    """A joined organisation's own node key (trusted besides genesis: ADR 0011)."""
-    from carechain.node.join import joined_node_key
-
-    if not ChainPaths(data_dir).exists():
-        return []
-    own = joined_node_key(data_dir)
-    if own is None:
-        return []
-    org, name, alg, public = own
-    return [NodeKey(org=org, name=name, record=PublicKeyRecord(alg=alg, public=public))]

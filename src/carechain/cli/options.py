@@ -18,6 +18,8 @@ from rich.console import Console
 
 from carechain.client import Client
 from carechain.client.client import URL_ENV, default_url
+from carechain.client.trust import NodeKey
+from carechain.crypto.signatures import PublicKeyRecord
 from carechain.errors import NotFoundError
 from carechain.ledger.genesis import Genesis
 from carechain.node.chaindir import ChainPaths, read_genesis
@@ -59,15 +61,32 @@ TrustFileOption = Annotated[
 ]
 
 
+def own_node_keys(data_dir: Path) -> list[NodeKey]:
+    """The node key of ``data_dir`` when it is the directory of an organisation admitted after
+    genesis (ADR 0011): its own clients trust it besides the genesis keys, since its
+    checkpoints are signed by a key genesis cannot name. Empty for any other directory."""
+    from carechain.node.join import joined_node_key
+
+    if not ChainPaths(data_dir).exists():
+        return []
+    own = joined_node_key(data_dir)
+    if own is None:
+        return []
+    org, name, alg, public = own
+    return [NodeKey(org=org, name=name, record=PublicKeyRecord(alg=alg, public=public))]
+
+
 def make_client(url: str, *, genesis: Path | None = None, trust_file: Path | None = None) -> Client:
-    """An SDK client; ``genesis`` pins the trust root from a file."""
+    """An SDK client; ``genesis`` pins the trust root from a file (from a joined
+    organisation's directory, that node's own key is pinned too: :func:`own_node_keys`)."""
     raw = None
     if genesis is not None:
         try:
             raw = genesis.read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"genesis file {genesis} does not exist") from None
-    client = Client(url, genesis=raw, trust_file=trust_file)
+    pinned = own_node_keys(genesis.parent) if genesis is not None else []
+    client = Client(url, genesis=raw, trust_file=trust_file, node_keys=pinned)
     if raw is not None:
         try:
             client.check_genesis()  # the node must serve the chain the user pinned
