@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from carechain.api.app import create_app
 from carechain.cli import options as cli_options
 from carechain.cli.main import app as cli_app
 from carechain.client import Client
+from carechain.client.trust import NodeKey
 from carechain.crypto.keystore import Keyring
 from carechain.crypto.signatures import generate_key
 from carechain.errors import CheckpointError, LedgerError, ProofError, VerificationError
@@ -310,10 +311,14 @@ def test_the_sdk_refuses_each_lie(setup: Setup, hostile: Hostile, name: str) -> 
 
 def _cli_run(hostile: Hostile, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     def factory(
-        url: str, *, genesis: bytes | None = None, trust_file: Path | None = None
+        url: str,
+        *,
+        genesis: bytes | None = None,
+        trust_file: Path | None = None,
+        node_keys: Sequence[NodeKey] = (),
     ) -> Client:
         http = httpx.Client(transport=httpx.MockTransport(hostile.handler))
-        return Client(url, genesis=genesis, trust_file=trust_file, http=http)
+        return Client(url, genesis=genesis, trust_file=trust_file, http=http, node_keys=node_keys)
 
     monkeypatch.setattr(cli_options, "Client", factory)
     return CliRunner().invoke(cli_app, list(args))
