@@ -164,7 +164,7 @@ class CompactTree:
 def root_at(reader: NodeReader, size: int) -> bytes:
     """MTH(D[size]) from stored nodes, reading popcount(size) nodes."""
     _check_size("tree size", size)
-    return _fold(read_nodes(reader, _tiles(0, size)))
+    return _fold(_tiling(reader, 0, size))
 
 
 def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
@@ -288,8 +288,10 @@ def _tiles(start: int, end: int) -> list[Coord]:
 
 
 def _tiling(reader: NodeReader, start: int, end: int) -> list[bytes]:
-    """Hashes of the complete subtrees tiling ``[start, end)``, largest first."""
-    return read_nodes(reader, _tiles(start, end))
+    """Hashes of the complete subtrees tiling ``[start, end)``, largest first: a few
+    single-node reads (a root, the frontier), not the proofs' batched read, which makes a
+    store load its upper tree."""
+    return [reader.get_merkle_node(level, index) for level, index in _tiles(start, end)]
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:
