@@ -74,6 +74,17 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def describe(node: NodeProcess) -> str:
+    """Diagnostics for a node that did not get somewhere: its process, health and log."""
+    code = node.proc.poll() if node.proc is not None else None
+    try:
+        health = httpx.get(node.url + "/healthz", timeout=5).text
+    except httpx.HTTPError as exc:
+        health = repr(exc)
+    log = (node.root / "node.log").read_text(errors="replace")[-4000:]
+    return f"process {node.pid} exit code {code}; /healthz {health}; node.log:\n{log}"
+
+
 def height(node: NodeProcess) -> int:
     return int(httpx.get(node.url + "/healthz", timeout=5).json()["height"])
 
@@ -246,7 +257,10 @@ def joined(scenario: Scenario) -> dict[str, object]:
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert "node key active" in synced.stdout
     n4 = s.start_late("org-4")
-    wait_for(lambda: height(n4) >= target, 120, "node 4 at the head")  # the rest: etcd
+    try:
+        wait_for(lambda: height(n4) >= target, 120, "node 4 at the head")  # the rest: etcd
+    except AssertionError as exc:  # say where node 4 stopped, whether it runs, what it logged
+        raise AssertionError(f"{exc}\n{describe(n4)}") from None
     seconds = time.monotonic() - t0
     return {
         "kid4": kid4, "kid5": kid5, "admitted_at": admitted_at, "before": before,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,9 +40,23 @@ from carechain.ordering.etcd import EtcdOrderer
 ETCD_BIN = os.environ.get("CARECHAIN_ETCD_BIN") or shutil.which("etcd") or "/usr/bin/etcd"
 
 
+_PORTS = random.Random()  # noqa: S311 - spreading test ports, not a secret
+_PORT_RANGE = (20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999): a port handed out here is never taken in
+the meantime by an outgoing connection, nor by another process's ``bind(0)``."""
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
+    """A TCP port free on 127.0.0.1 right now, outside the ephemeral range."""
+    for _ in range(200):
+        port = _PORTS.randrange(*_PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # that range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
