@@ -125,7 +125,7 @@ def test_synthetic_log_proofs_verify_and_a_corrupted_one_does_not(tmp_path: Path
 
     store = build_log(tmp_path / "p.sqlite", 300)
     try:
-        node = cast(Any, _StoreOnly(store))
+        node = cast(Any, _StoreOnly.of(store))
         p = queries.prove_inclusion(node, hashlib.sha256(_envelope(123)).digest(), None)
         leaf, root = bytes.fromhex(p.leaf_hash), bytes.fromhex(p.root)
         proof = [bytes.fromhex(h) for h in p.proof]

@@ -129,7 +129,8 @@ def get_checkpoint(node: Node, height: int | None) -> bytes:
 
 
 def _tree_size(node: Node, size: int | None) -> int:
-    log_size = node.store.log_size()
+    # the producer sets its head after the block's commit, so this size is committed
+    log_size = node.head.header.log_size
     if size is None:
         return log_size
     if size > log_size:

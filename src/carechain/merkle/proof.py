@@ -170,5 +170,10 @@ def _check_hash(what: str, value: bytes) -> None:
 
 
 def _check_proof_hashes(proof: Sequence[bytes]) -> None:
+    for h in proof:  # the common case without building a name per element
+        if type(h) is not bytes or len(h) != HASH_SIZE:
+            break
+    else:
+        return
     for i, h in enumerate(proof):
         _check_hash(f"proof[{i}]", h)

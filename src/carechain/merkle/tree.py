@@ -211,22 +211,28 @@ Coord = tuple[int, int]
 
 def inclusion_plan(index: int, size: int) -> list[list[Coord]]:
     """The stored nodes PATH(index, D[size]) needs, bottom-up: one group of tiles per
-    proof element, folded (largest first) into that element."""
+    proof element, folded (largest first) into that element.
+
+    Closed form of the RFC 9162 §2.1.3.1 recursion (the decomposition of
+    :func:`carechain.merkle.proof._decomp_inclusion`): below level ``inner`` (where the
+    paths to ``index`` and ``size - 1`` part) every sibling is a complete subtree except
+    the highest, which covers ``[start, size)`` and is tiled; above it, along the right
+    border, the left sibling of each set bit of ``index >> inner``.
+    """
     _check_size("tree size", size)
     if not 0 <= index < size:
         raise ValidationError(f"leaf index: got {index}, want 0 <= index < size {size}")
-    plan: list[list[Coord]] = []  # collected top-down, returned bottom-up
-    lo, n, m = 0, size, index  # current subtree D[lo:lo+n], leaf m inside it
-    while n > 1:
-        level = (n - 1).bit_length() - 1
-        k = 1 << level  # largest_power_of_two_below(n), inlined: this loop is hot
-        if m < k:  # PATH(m, D[0:k]) : MTH(D[k:n])
-            plan.append(_tiles(lo + k, lo + n))
-            n = k
-        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k]), one complete subtree
-            plan.append([(level, lo >> level)])
-            lo, n, m = lo + k, n - k, m - k
-    plan.reverse()
+    inner = (index ^ (size - 1)).bit_length()
+    plan = [[(level, (index >> level) ^ 1)] for level in range(inner - 1)]
+    if inner:
+        top = inner - 1
+        plan.append(_tiles(((index >> top) ^ 1) << top, size))
+    level, rest = inner, index >> inner
+    while rest:
+        if rest & 1:
+            plan.append([(level, (index >> level) ^ 1)])
+        rest >>= 1
+        level += 1
     return plan
 
 

@@ -34,10 +34,25 @@ BLOCK = 20_000
 
 
 @dataclass(frozen=True, slots=True)
+class _Header:
+    log_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    header: _Header
+
+
+@dataclass(frozen=True, slots=True)
 class _StoreOnly:
-    """What the proof queries use of a node: its store."""
+    """What the proof queries use of a node: its store and its head's log size."""
 
     store: SQLiteStore
+    head: _Head
+
+    @classmethod
+    def of(cls, store: SQLiteStore) -> _StoreOnly:
+        return cls(store, _Head(_Header(store.log_size())))
 
 
 def _envelope(i: int) -> bytes:
@@ -81,7 +96,7 @@ def proofs_workload(
     t0 = time.perf_counter()
     store = build_log(workdir / "proofs.sqlite", size)
     build_s = time.perf_counter() - t0
-    node = cast(Node, _StoreOnly(store))
+    node = cast(Node, _StoreOnly.of(store))
     try:
         ids = [hashlib.sha256(_envelope(rng.randrange(size))).digest() for _ in range(inclusions)]
         t0 = time.perf_counter()
