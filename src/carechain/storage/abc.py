@@ -116,6 +116,10 @@ class LedgerStore(ABC):
     def find_receipt(self, log_index: int) -> bytes | None:
         """The receipt of the transaction at ``log_index``, or None."""
 
+    def find_receipts(self, log_indexes: Sequence[int]) -> list[bytes | None]:
+        """:meth:`find_receipt` of each index, in order (one read where the store can)."""
+        return [self.find_receipt(i) for i in log_indexes]
+
     @abstractmethod
     def account_log_indexes(
         self, account: str, *, limit: int = 100, before: int | None = None

@@ -457,6 +457,25 @@ class SQLiteStore(LedgerStore):
         rows = self._rows("SELECT receipt FROM txs WHERE log_index = ?", (log_index,))
         return rows[0][0] if rows else None
 
+    def find_receipts(self, log_indexes: Sequence[int]) -> list[bytes | None]:
+        """One range read per run of nearby indexes (a batch's transactions sit side by
+        side in the log, usually in one block)."""
+        found: dict[int, bytes] = {}
+        wanted = sorted(set(log_indexes))
+        i = 0
+        while i < len(wanted):
+            j = i  # extend the run while the gap stays small
+            while j + 1 < len(wanted) and wanted[j + 1] - wanted[j] <= 8:
+                j += 1
+            found.update(
+                self._rows(
+                    "SELECT log_index, receipt FROM txs WHERE log_index BETWEEN ? AND ?",
+                    (wanted[i], wanted[j]),
+                )
+            )
+            i = j + 1
+        return [found.get(i) for i in log_indexes]
+
     def account_log_indexes(
         self, account: str, *, limit: int = 100, before: int | None = None
     ) -> list[int]:

@@ -229,6 +229,10 @@ class StoreConformance:
                 assert receipt == commit.block.receipts[position]
         assert store.find_envelope(15) is None and store.find_receipt(15) is None
         assert store.find_envelope(-1) is None
+        # batched receipts: any order, repeats, gaps and indexes past the log
+        asked = [14, 0, 3, 3, 15, 99, -1, 7, 2, 40, 41]
+        assert store.find_receipts(asked) == [store.find_receipt(i) for i in asked]
+        assert store.find_receipts([]) == []
         assert store.find_block(len(commits)) is None
         all_ids = [tx_id for c in commits for tx_id in c.tx_ids]
         unknown = _h("unknown")

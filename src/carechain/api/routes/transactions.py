@@ -126,8 +126,8 @@ def _bridge(future: concurrent.futures.Future[T]) -> asyncio.Future[T]:
 
 def _receipts(node: Node, done: Sequence[tuple[bytes, int, int]]) -> list[TxResult]:
     out = []
-    for tx_id, height, log_index in done:
-        receipt = node.store.find_receipt(log_index)
+    receipts = node.store.find_receipts([log_index for _, _, log_index in done])
+    for (tx_id, height, log_index), receipt in zip(done, receipts, strict=True):
         if receipt is None:  # pragma: no cover - acknowledged only after commit
             out.append(pending_result(tx_id))
         else:
