@@ -205,3 +205,25 @@ def test_ed25519_small_order_public_key_rejected() -> None:
     signature = identity + bytes(32)
     for message in (b"", MESSAGE):
         assert not check_signature("ed25519", identity, message, signature)
+
+
+def test_a_loaded_key_signs_like_a_fresh_one_and_pickles_without_its_handle(
+    key: PrivateKey,
+) -> None:
+    """The signer kept with a PrivateKey (its seed expanded once) is the same key: it signs
+    what the stateless scheme signs, equality and hashing ignore it, and pickling sends only
+    (alg, seed)."""
+    import pickle
+
+    fresh = PrivateKey(key.alg, key.private)
+    assert fresh._loaded is None  # nothing loaded before first use
+    signature = fresh.sign(MESSAGE)
+    assert fresh._loaded is not None and fresh.kid == key_id(key.alg, fresh.public)
+    assert check_signature(key.alg, get_scheme(key.alg).public_key(key.private), MESSAGE, signature)
+    assert not check_signature(key.alg, generate_key(key.alg).public, MESSAGE, signature)
+    if key.alg == "ed25519":  # deterministic: the scheme's one-shot sign gives the same bytes
+        assert signature == get_scheme(key.alg).sign(key.private, MESSAGE)
+    assert fresh == PrivateKey(key.alg, key.private) and hash(fresh) == hash(key)
+    copy = pickle.loads(pickle.dumps(fresh))
+    assert copy == fresh and copy._loaded is None
+    assert check_signature(key.alg, copy.public, MESSAGE, copy.sign(MESSAGE))

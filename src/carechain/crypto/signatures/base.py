@@ -38,6 +38,19 @@ class PublicKeyRecord:
         return key_id(self.alg, self.public)
 
 
+class Signer(Protocol):
+    """A private key loaded for signing (its expansion done once)."""
+
+    @property
+    def public(self) -> bytes:
+        """The matching public key."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message``."""
+        ...
+
+
 class SignatureScheme(Protocol):
     """One signature algorithm. Implementations are stateless."""
 
@@ -55,6 +68,10 @@ class SignatureScheme(Protocol):
 
     def sign(self, private: bytes, message: bytes) -> bytes:
         """Sign ``message``."""
+        ...
+
+    def signer(self, private: bytes) -> Signer:
+        """Load ``private`` once for many signatures (what a key used repeatedly keeps)."""
         ...
 
     def check(self, public: bytes, message: bytes, signature: bytes) -> bool:

@@ -6,10 +6,21 @@ non-canonical and small-order public keys and ``R`` values, as carechain require
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 import nacl.utils
+
+
+@dataclass(frozen=True, slots=True)
+class _Ed25519Signer:
+    key: nacl.signing.SigningKey
+    public: bytes
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(self.key.sign(message).signature)
 
 
 class Ed25519:
@@ -27,6 +38,10 @@ class Ed25519:
 
     def sign(self, private: bytes, message: bytes) -> bytes:
         return bytes(nacl.signing.SigningKey(private).sign(message).signature)
+
+    def signer(self, private: bytes) -> _Ed25519Signer:
+        key = nacl.signing.SigningKey(private)  # the seed expanded once
+        return _Ed25519Signer(key, bytes(key.verify_key))
 
     def check(self, public: bytes, message: bytes, signature: bytes) -> bool:
         if len(public) != 32 or len(signature) != 64:

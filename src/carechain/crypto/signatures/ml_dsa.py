@@ -8,9 +8,19 @@ the body, never the signature.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import mldsa
+
+
+@dataclass(frozen=True, slots=True)
+class _MLDSA65Signer:
+    key: mldsa.MLDSA65PrivateKey
+    public: bytes
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message)
 
 
 class MLDSA65:
@@ -29,6 +39,10 @@ class MLDSA65:
 
     def sign(self, private: bytes, message: bytes) -> bytes:
         return mldsa.MLDSA65PrivateKey.from_seed_bytes(private).sign(message)
+
+    def signer(self, private: bytes) -> _MLDSA65Signer:
+        key = mldsa.MLDSA65PrivateKey.from_seed_bytes(private)  # expanded once
+        return _MLDSA65Signer(key, key.public_key().public_bytes_raw())
 
     def check(self, public: bytes, message: bytes, signature: bytes) -> bool:
         if len(public) != self.public_key_size or len(signature) != self.signature_size:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from carechain.crypto.signatures.base import PublicKeyRecord, SignatureScheme, key_id
+from carechain.crypto.signatures.base import PublicKeyRecord, SignatureScheme, Signer, key_id
 from carechain.crypto.signatures.ed25519 import Ed25519
 from carechain.crypto.signatures.ml_dsa import MLDSA65
 from carechain.errors import SignatureError, ValidationError
@@ -47,17 +47,35 @@ def verify_signature(alg: str, public: bytes, message: bytes, signature: bytes) 
 
 @dataclass(frozen=True, slots=True)
 class PrivateKey:
-    """A private key with its algorithm; never written unencrypted by carechain."""
+    """A private key with its algorithm; never written unencrypted by carechain.
+
+    The key is loaded for signing once, on first use, and kept with the object (with its
+    public key and kid), so a node key that signs every audit entry does not re-expand its
+    seed per signature.
+    """
 
     alg: str
     """Algorithm id."""
     private: bytes = field(repr=False)
     """Private key bytes (seed)."""
+    _loaded: tuple[Signer, str] | None = field(default=None, init=False, repr=False, compare=False)
+    """(signer, kid), set on first use."""
+
+    def _load(self) -> tuple[Signer, str]:
+        loaded = self._loaded
+        if loaded is None:  # a race loads twice, harmlessly: both are the same key
+            signer = get_scheme(self.alg).signer(self.private)
+            loaded = (signer, key_id(self.alg, signer.public))
+            object.__setattr__(self, "_loaded", loaded)
+        return loaded
+
+    def __reduce__(self) -> tuple[type[PrivateKey], tuple[str, bytes]]:
+        return (PrivateKey, (self.alg, self.private))  # the loaded key stays in this process
 
     @property
     def public(self) -> bytes:
         """The matching public key."""
-        return get_scheme(self.alg).public_key(self.private)
+        return self._load()[0].public
 
     @property
     def record(self) -> PublicKeyRecord:
@@ -67,11 +85,11 @@ class PrivateKey:
     @property
     def kid(self) -> str:
         """The key id."""
-        return key_id(self.alg, self.public)
+        return self._load()[1]
 
     def sign(self, message: bytes) -> bytes:
         """Sign ``message`` with this key."""
-        return get_scheme(self.alg).sign(self.private, message)
+        return self._load()[0].sign(message)
 
 
 def generate_key(alg: str = "ed25519") -> PrivateKey:
