@@ -20,7 +20,12 @@ from carechain.api import schemas
 from carechain.errors import InfrastructureError, NotFoundError, ValidationError
 from carechain.ledger.block import BlockHeader, header_hash, parse_header
 from carechain.ledger.tx import parse_envelope, validate_account_id
-from carechain.merkle import consistency_proof_and_roots, inclusion_proof_and_root, leaf_hash
+from carechain.merkle import (
+    consistency_proof_and_roots,
+    inclusion_proof,
+    inclusion_proof_and_root,
+    leaf_hash,
+)
 from carechain.node.node import Node
 
 MAX_BLOCKS_PAGE = 100
@@ -129,20 +134,26 @@ def get_checkpoint(node: Node, height: int | None) -> bytes:
 
 
 def _tree_size(node: Node, size: int | None) -> int:
-    # the producer sets its head after the block's commit, so this size is committed
-    log_size = node.head.header.log_size
-    if size is None:
-        return log_size
-    if size > log_size:
+    return _sized(node, size)[0]
+
+
+def _sized(node: Node, size: int | None) -> tuple[int, bytes | None]:
+    """The tree size asked for (default: the committed head's) and, when it is the head's,
+    the head's log root. The producer sets its head after the block's commit, so that size
+    is committed and its root is the one the block header (and checkpoint) states."""
+    head = node.head.header
+    if size is None or size == head.log_size:
+        return head.log_size, head.log_root
+    if size > head.log_size:
         raise ValidationError(
-            f"size: got {size}, want <= the committed log size {log_size}", code="bad_size"
+            f"size: got {size}, want <= the committed log size {head.log_size}", code="bad_size"
         )
-    return size
+    return size, None
 
 
 def prove_inclusion(node: Node, tx_id: bytes, size: int | None) -> schemas.InclusionProofDTO:
     """RFC 9162 inclusion proof of ``tx_id``'s envelope in the log of ``size``."""
-    tree_size = _tree_size(node, size)
+    tree_size, head_root = _sized(node, size)
     found = node.store.find_tx_envelope(tx_id)
     if found is None:
         raise NotFoundError(f"transaction {tx_id.hex()} is not committed on this chain")
@@ -153,7 +164,10 @@ def prove_inclusion(node: Node, tx_id: bytes, size: int | None) -> schemas.Inclu
             f"size {tree_size}; ask for a size > {loc.log_index}",
             code="bad_size",
         )
-    proof, root = inclusion_proof_and_root(node.store, loc.log_index, tree_size)
+    if head_root is not None:  # the head's root is known: read only the path
+        proof, root = inclusion_proof(node.store, loc.log_index, tree_size), head_root
+    else:
+        proof, root = inclusion_proof_and_root(node.store, loc.log_index, tree_size)
     return schemas.inclusion_dto(tx_id, loc.log_index, tree_size, leaf_hash(raw), proof, root)
 
 

@@ -38,6 +38,7 @@ from carechain.errors import (
 from carechain.failpoints import failpoint
 from carechain.storage.abc import BlockCommit, LedgerStore, StoredBlock, TxLocation
 from carechain.storage.memory import validate_commit_shape
+from carechain.storage.merkle_cache import NodeArrays
 
 SCHEMA_VERSION = 1
 """Version of the table layout below; a store written by another version refuses to open."""
@@ -48,8 +49,9 @@ MIN_SQLITE_VERSION = (3, 51, 3)
 _BUSY_TIMEOUT_MS = 10_000
 _BLOCK_PAGE = 32  # blocks fetched per statement pair by iter_blocks
 _IN_CHUNK = 500  # ids per IN (...) list
-_MERKLE_CACHE_MIN_LEVEL = 4  # nodes over >= 16 leaves: shared by many proofs
-_MERKLE_CACHE_MAX = 250_000  # ~ 20 MB; starts over past it
+_MERKLE_CACHE_BYTES = 32 * 1024 * 1024
+"""Upper Merkle levels held for proofs (storage/merkle_cache.py): levels 1 and up of a
+log of a million leaves; larger logs hold fewer levels."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_meta (
@@ -228,9 +230,8 @@ class SQLiteStore(LedgerStore):
         self._local = threading.local()
         self._closed = False
         self._failed: str | None = None
-        self._merkle_cache: dict[tuple[int, int], bytes] = {}
-        self._merkle_preloaded = False
-        """Committed Merkle nodes read before (immutable), for proofs at large logs."""
+        self._merkle = NodeArrays(_MERKLE_CACHE_BYTES)
+        """Committed upper Merkle levels (immutable), loaded by the first proof."""
         self._check_sqlite_version()
         try:
             self._writer = self._connect()
@@ -504,59 +505,54 @@ class SQLiteStore(LedgerStore):
     # -- merkle --------------------------------------------------------------------------
     def get_merkle_node(self, level: int, index: int) -> bytes:
         # A stored node never changes (it is written once, by the commit of the block that
-        # completes it), so a cached copy stays right; only committed rows are ever cached.
-        cached = self._merkle_cache.get((level, index))
-        if cached is not None:
-            return cached
+        # completes it), so a held copy stays right; only committed rows are ever held.
+        held = self._merkle.get(level, index)
+        if held is not None:
+            return held
         rows = self._rows(
             "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
         )
         if not rows:
             raise NotFoundError(f"no Merkle node at level {level}, index {index}")
         value: bytes = rows[0][0]
-        if level >= _MERKLE_CACHE_MIN_LEVEL:
-            if len(self._merkle_cache) >= _MERKLE_CACHE_MAX:
-                self._merkle_cache = {}
-            self._merkle_cache[(level, index)] = value
         return value
 
-    def _preload_upper_nodes(self) -> None:
-        """Load the upper tree once: the committed nodes of the highest levels that fit in
-        half the cache (at least level 4: a node over 16 leaves or more). Every proof reads
-        one node per level, so these are shared by every proof; the levels below are read
-        per proof, in one query (:meth:`get_merkle_nodes`)."""
-        self._merkle_preloaded = True
-        counts = dict(
-            self._rows(
-                "SELECT level, COUNT(*) FROM merkle_nodes WHERE level >= ? GROUP BY level",
-                (_MERKLE_CACHE_MIN_LEVEL,),
-            )
+    def _load_upper_levels(self) -> None:
+        """Hold the highest levels that fit the budget (what every proof shares); the
+        levels below are read per proof, in one query (:meth:`get_merkle_nodes`)."""
+        size = self.log_size()
+        counts = {level: size >> level for level in range(1, size.bit_length())}
+        self._merkle.load(
+            counts,
+            lambda lowest: self._rows(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE level >= ? ORDER BY level, idx",
+                (lowest,),
+            ),
         )
-        level, total = max(counts, default=_MERKLE_CACHE_MIN_LEVEL) + 1, 0
-        while level - 1 >= _MERKLE_CACHE_MIN_LEVEL and total + counts.get(level - 1, 0) <= (
-            _MERKLE_CACHE_MAX // 2
-        ):
-            level -= 1
-            total += counts.get(level, 0)
-        if total == 0:
-            return
-        if len(self._merkle_cache) + total >= _MERKLE_CACHE_MAX:
-            self._merkle_cache = {}
-        for lvl, index, value in self._rows(
-            "SELECT level, idx, hash FROM merkle_nodes WHERE level >= ?", (level,)
-        ):
-            self._merkle_cache[(lvl, index)] = value
+
+    def _tail(self, level: int, start: int) -> list[tuple[int, bytes]]:
+        rows = self._rows(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx >= ? ORDER BY idx",
+            (level, start),
+        )
+        return [(int(idx), value) for idx, value in rows]
 
     def get_merkle_nodes(self, coords: Sequence[tuple[int, int]]) -> list[bytes]:
         """The nodes at ``coords`` (``(level, index)`` pairs), in order: what a proof needs,
-        in one read of the uncached ones (raises ``NotFoundError`` naming a missing node)."""
-        if not self._merkle_preloaded:
-            self._preload_upper_nodes()
-        cache = self._merkle_cache
-        hashes = [cache.get(c) for c in coords]
-        missing = list({c for c, h in zip(coords, hashes, strict=True) if h is None})
-        if not missing:
+        in one read of those not held (raises ``NotFoundError`` naming a missing node)."""
+        held = self._merkle
+        if not held.loaded:
+            self._load_upper_levels()
+        hashes = held.get_many(coords)
+        if None not in hashes:
             return cast(list[bytes], hashes)
+        grown = {c[0] for c, h in zip(coords, hashes, strict=True) if h is None}
+        grown = {level for level in grown if held.cached_level(level)}
+        if grown:  # committed since the arrays were filled: append them, look again
+            for level in grown:
+                held.extend(level, self._tail)
+            hashes = [h or held.get(*c) for c, h in zip(coords, hashes, strict=True)]
+        missing = list({c for c, h in zip(coords, hashes, strict=True) if h is None})
         found: dict[tuple[int, int], bytes] = {}
         for i in range(0, len(missing), 400):  # 2 bindings each, SQLite allows 32,766
             chunk = missing[i : i + 400]
@@ -565,12 +561,8 @@ class SQLiteStore(LedgerStore):
                 f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}",  # noqa: S608
                 [v for c in chunk for v in c],
             )
-            if len(cache) + len(rows) >= _MERKLE_CACHE_MAX:
-                self._merkle_cache = cache = {}
             for level, index, value in rows:
                 found[(level, index)] = value
-                if level >= _MERKLE_CACHE_MIN_LEVEL:
-                    cache[(level, index)] = value
         try:
             return [h if h is not None else found[c] for c, h in zip(coords, hashes, strict=True)]
         except KeyError as exc:

@@ -146,12 +146,13 @@ def test_a_size_beyond_the_store_is_not_found(store: SQLiteStore) -> None:
         inclusion_proof_and_root(store, 0, SIZE + 3)
 
 
-def test_the_upper_tree_is_preloaded_within_half_the_cache(
+def test_the_upper_levels_are_held_within_the_byte_budget(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from carechain.storage import sqlite as sqlite_mod
 
-    monkeypatch.setattr(sqlite_mod, "_MERKLE_CACHE_MAX", 8)  # room for 4: levels 5 and 6 (3)
+    # SIZE leaves: level 4 has 4 nodes, 5 has 2, 6 has 1: a budget of 3 nodes holds 5 and 6
+    monkeypatch.setattr(sqlite_mod, "_MERKLE_CACHE_BYTES", 3 * 32)
     s = SQLiteStore(tmp_path / "ledger.db")
     try:
         tree = CompactTree()
@@ -165,10 +166,57 @@ def test_the_upper_tree_is_preloaded_within_half_the_cache(
                 state_writes=(),
             )
         )  # fmt: skip
+        assert not s._merkle.loaded  # single reads (roots, the frontier) never load it
+        s.get_merkle_node(0, 0)
+        assert not s._merkle.loaded
         s.get_merkle_nodes([(0, 0)])
-        assert set(s._merkle_cache) == {(5, 0), (5, 1), (6, 0)}  # level 4 (4 nodes) did not fit
+        assert s._merkle.lowest == 5 and s._merkle.nbytes == 3 * 32  # level 4 did not fit
+        assert s._merkle.get(5, 1) == s._rows(
+            "SELECT hash FROM merkle_nodes WHERE level = 5 AND idx = 1"
+        )[0][0]
+        assert s._merkle.get(4, 0) is None and s._merkle.get(5, 2) is None
         proof, root = inclusion_proof_and_root(s, 40, SIZE)  # and proofs are unchanged
         assert (proof, root) == (reference_inclusion_proof(_leaves(SIZE), 40),
                                  reference_root(_leaves(SIZE)))  # fmt: skip
+    finally:
+        s.close()
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.data())
+def test_held_levels_grow_with_commits_and_proofs_stay_right(
+    tmp_path_factory: pytest.TempPathFactory, blocks: list[int], data: st.DataObject
+) -> None:
+    """Blocks committed after the first proof loaded the upper levels: later proofs extend
+    the held arrays from the store (never serve a stale or missing node) and still equal the
+    RFC 9162 reference, with a budget small enough that levels are dropped on the way."""
+    from carechain.storage import sqlite as sqlite_mod
+
+    old = sqlite_mod._MERKLE_CACHE_BYTES
+    sqlite_mod._MERKLE_CACHE_BYTES = 8 * 32  # a handful of nodes: drops levels as it grows
+    try:
+        s = SQLiteStore(tmp_path_factory.mktemp("grow") / "ledger.db")
+    finally:
+        sqlite_mod._MERKLE_CACHE_BYTES = old
+    try:
+        tree, size = CompactTree(), 0
+        for height, n in enumerate(blocks):
+            envs = tuple(b"leaf %d" % i for i in range(size, size + n))
+            s.commit_block(
+                BlockCommit(
+                    block=StoredBlock(height=height, header=b"h", signature=b"", envelopes=envs,
+                                      receipts=tuple(b"{}" for _ in envs)),
+                    header_hash=bytes([height]) * 32,
+                    tx_ids=tuple(leaf_hash(b"id" + e) for e in envs), first_log_index=size,
+                    merkle_nodes=tuple(tree.append([leaf_hash(e) for e in envs])),
+                    state_writes=(),
+                )
+            )  # fmt: skip
+            size += n
+            index = data.draw(st.integers(0, size - 1))
+            proof, root = inclusion_proof_and_root(s, index, size)
+            assert (proof, root) == (reference_inclusion_proof(_leaves(size), index),
+                                     reference_root(_leaves(size)))  # fmt: skip
+            assert s._merkle.nbytes <= 8 * 32
     finally:
         s.close()

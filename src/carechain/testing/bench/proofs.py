@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from carechain.merkle import CompactTree, leaf_hash, verify_consistency, verify_inclusion
+from carechain.merkle import (
+    CompactTree,
+    leaf_hash,
+    root_at,
+    verify_consistency,
+    verify_inclusion,
+)
 from carechain.storage import BlockCommit, StoredBlock
 from carechain.storage.sqlite import SQLiteStore
 
@@ -36,6 +42,7 @@ BLOCK = 20_000
 @dataclass(frozen=True, slots=True)
 class _Header:
     log_size: int
+    log_root: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +52,15 @@ class _Head:
 
 @dataclass(frozen=True, slots=True)
 class _StoreOnly:
-    """What the proof queries use of a node: its store and its head's log size."""
+    """What the proof queries use of a node: its store and its head's log size and root."""
 
     store: SQLiteStore
     head: _Head
 
     @classmethod
     def of(cls, store: SQLiteStore) -> _StoreOnly:
-        return cls(store, _Head(_Header(store.log_size())))
+        size = store.log_size()
+        return cls(store, _Head(_Header(size, root_at(store, size))))
 
 
 def _envelope(i: int) -> bytes:

@@ -1,0 +1,70 @@
+"""NodeArrays: the upper Merkle levels held as gapless prefixes within a byte budget."""
+
+from __future__ import annotations
+
+import hashlib
+
+from carechain.storage.merkle_cache import HASH, NodeArrays
+
+
+def _h(level: int, idx: int) -> bytes:
+    return hashlib.sha256(b"%d/%d" % (level, idx)).digest()
+
+
+def _table(size: int) -> dict[int, list[int]]:
+    """Stored node indexes per level for a log of ``size`` leaves."""
+    return {level: list(range(size >> level)) for level in range(size.bit_length())}
+
+
+def _rows(table: dict[int, list[int]]):  # type: ignore[no-untyped-def]
+    def rows(lowest: int) -> list[tuple[int, int, bytes]]:
+        return [(lvl, i, _h(lvl, i)) for lvl in sorted(table) if lvl >= lowest for i in table[lvl]]
+
+    return rows
+
+
+def _tail(table: dict[int, list[int]]):  # type: ignore[no-untyped-def]
+    return lambda level, start: [(i, _h(level, i)) for i in table.get(level, []) if i >= start]
+
+
+def test_load_holds_the_highest_levels_that_fit_and_nothing_below() -> None:
+    table = _table(64)  # level 1: 32 nodes, 2: 16, 3: 8, 4: 4, 5: 2, 6: 1
+    arrays = NodeArrays(budget=16 * HASH)
+    arrays.load({lvl: len(ix) for lvl, ix in table.items() if lvl >= 1}, _rows(table))
+    assert arrays.lowest == 3 and arrays.nbytes == (8 + 4 + 2 + 1) * HASH
+    assert arrays.get(3, 7) == _h(3, 7) and arrays.get(6, 0) == _h(6, 0)
+    assert arrays.get(2, 0) is None  # below the held levels: the store is asked
+    assert arrays.get(3, 8) is None and arrays.get(3, -1) is None  # past the prefix, negative
+    assert arrays.get_many([(3, 7), (2, 0), (6, 0), (3, 99)]) == [_h(3, 7), None, _h(6, 0), None]
+
+
+def test_a_gap_or_a_malformed_row_ends_the_prefix() -> None:
+    arrays = NodeArrays(budget=1 << 20)
+    rows = [(1, 0, _h(1, 0)), (1, 1, _h(1, 1)), (1, 3, _h(1, 3)), (2, 0, b"short")]
+    arrays.load({1: 4, 2: 1}, lambda lowest: rows)
+    assert arrays.get(1, 1) == _h(1, 1)
+    assert arrays.get(1, 3) is None  # after the gap at 2: never held, read from the store
+    assert arrays.get(2, 0) is None  # not 32 bytes: not held
+
+
+def test_extend_appends_committed_rows_and_drops_the_lowest_level_past_the_budget() -> None:
+    table = _table(16)  # levels 1-4: 8 + 4 + 2 + 1 nodes
+    arrays = NodeArrays(budget=16 * HASH)
+    arrays.load({lvl: len(ix) for lvl, ix in table.items() if lvl >= 1}, _rows(table))
+    assert arrays.lowest == 1 and arrays.nbytes == 15 * HASH
+    grown = _table(32)  # a block committed since
+    arrays.extend(4, _tail(grown))  # 16 nodes: within the budget, all levels kept
+    assert arrays.get(4, 1) == _h(4, 1) and arrays.lowest == 1 and arrays.get(1, 7) == _h(1, 7)
+    assert arrays.get(1, 8) is None  # not extended yet
+    arrays.extend(1, _tail(grown))  # level 1 doubles: 24 nodes > 16, level 1 is dropped
+    assert arrays.lowest == 2 and arrays.get(1, 0) is None
+    assert arrays.nbytes == 8 * HASH and arrays.get(4, 1) == _h(4, 1)
+    arrays.extend(1, _tail(grown))  # below the held levels now: nothing happens
+    assert arrays.get(1, 0) is None
+
+
+def test_nothing_is_held_before_load() -> None:
+    arrays = NodeArrays(budget=1 << 20)
+    assert not arrays.loaded and arrays.get(1, 0) is None and not arrays.cached_level(5)
+    arrays.extend(1, lambda level, start: [(0, _h(1, 0))])
+    assert arrays.get(1, 0) is None
