@@ -313,6 +313,7 @@ def node(
     try:
         with handle_errors():
             from carechain.api.app import create_app
+            from carechain.node.heap import settle_heap
 
             running = open_node(data_dir, on_fatal=_on_fatal)
     except BaseException:
@@ -323,6 +324,7 @@ def node(
         app_ = create_app(running, data_dir=data_dir, base_url=base_url)
         _print_node_banner(data_dir, host, sock.getsockname()[1], running)
         server = uvicorn.Server(uvicorn.Config(app_, log_level=log_level, lifespan="on"))
+        settle_heap()  # start-up objects out of the collector's full passes (node/heap.py)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after shutdown
             server.run(sockets=[sock])
     finally:

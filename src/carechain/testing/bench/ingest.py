@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from carechain.node.heap import settle_heap, unsettle_heap
 from carechain.node.node import Node
 from carechain.testing.bench.mix import World, register_doctors, register_patients
 
@@ -69,9 +70,10 @@ class BenchNode:
     """Who signs the mix."""
 
     def close(self) -> None:
-        """Stop the node and close its store."""
+        """Stop the node and close its store (and give its objects back to the collector)."""
         self.node.stop()
         self.node.store.close()
+        unsettle_heap()
 
 
 def open_bench_node(
@@ -102,6 +104,7 @@ def open_bench_node(
         node.stop()
         node.store.close()
         raise
+    settle_heap()  # what `carechain node` does once started (node/heap.py)
     return BenchNode(root=root, node=node, world=world)
 
 
