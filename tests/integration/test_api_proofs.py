@@ -144,10 +144,38 @@ def test_inclusion_in_an_older_tree_and_default_size(client: TestClient, demo_no
     )
     now = client.get("/v1/proofs/inclusion", params={"tx": first}).json()
     assert now["tree_size"] == old_cp.size + 1
+    head_cp = checkpoint(client)  # the default size is the head's, with its signed root
+    assert (now["tree_size"], now["root"]) == (head_cp.size, head_cp.root.hex())
+    verify_inclusion(
+        bytes.fromhex(now["leaf_hash"]), 0, head_cp.size, hexes(now["proof"]), head_cp.root
+    )
     with pytest.raises(ProofError):  # negative control: the new root is not the old one
         verify_inclusion(
             bytes.fromhex(now["leaf_hash"]), 0, now["tree_size"], hexes(now["proof"]), old_cp.root
         )
+
+
+def test_a_proof_while_the_store_is_a_block_ahead_of_the_head(
+    client: TestClient, demo_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a block's commit and the producer's head update, a transaction already shows
+    as committed: its default-size proof is served at the store's size (not refused), and
+    a size up to the store's is accepted; past it, 400."""
+    before = demo_node.head
+    tx = register_patient(client, demo_node)
+    cp = checkpoint(client)
+    assert cp.size == before.header.log_size + 1
+    monkeypatch.setattr(demo_node, "head", before)  # the moment before the head moves
+    for params in ({"tx": tx.tx_id.hex()}, {"tx": tx.tx_id.hex(), "size": cp.size}):
+        resp = client.get("/v1/proofs/inclusion", params=params)
+        assert resp.status_code == 200, resp.text
+        p = resp.json()
+        assert (p["tree_size"], p["root"]) == (cp.size, cp.root.hex())
+        verify_inclusion(
+            bytes.fromhex(p["leaf_hash"]), p["leaf_index"], cp.size, hexes(p["proof"]), cp.root
+        )
+    over = client.get("/v1/proofs/inclusion", params={"tx": tx.tx_id.hex(), "size": cp.size + 1})
+    assert over.status_code == 400 and over.json()["code"] == "bad_size"  # negative control
 
 
 def test_consistency_proof_between_checkpoints(client: TestClient, demo_node: Node) -> None:

@@ -139,14 +139,18 @@ def _tree_size(node: Node, size: int | None) -> int:
 
 def _sized(node: Node, size: int | None) -> tuple[int, bytes | None]:
     """The tree size asked for (default: the committed head's) and, when it is the head's,
-    the head's log root. The producer sets its head after the block's commit, so that size
-    is committed and its root is the one the block header (and checkpoint) states."""
+    the head's log root (the one its block header and checkpoint state).
+
+    The producer moves its head right after each commit, so the head's size is committed;
+    the store can be one block ahead for that moment, and a size up to the store's is
+    served too (with the root folded from the store's nodes).
+    """
     head = node.head.header
     if size is None or size == head.log_size:
         return head.log_size, head.log_root
-    if size > head.log_size:
+    if size > head.log_size and size > (committed := node.store.log_size()):
         raise ValidationError(
-            f"size: got {size}, want <= the committed log size {head.log_size}", code="bad_size"
+            f"size: got {size}, want <= the committed log size {committed}", code="bad_size"
         )
     return size, None
 
@@ -158,6 +162,8 @@ def prove_inclusion(node: Node, tx_id: bytes, size: int | None) -> schemas.Inclu
     if found is None:
         raise NotFoundError(f"transaction {tx_id.hex()} is not committed on this chain")
     loc, raw = found
+    if size is None and loc.log_index >= tree_size:  # committed a moment ago, head not yet
+        tree_size, head_root = node.store.log_size(), None
     if loc.log_index >= tree_size:
         raise ValidationError(
             f"size: transaction {tx_id.hex()} is leaf {loc.log_index}, not in a tree of "

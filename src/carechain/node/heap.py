@@ -28,7 +28,10 @@ def settle_heap() -> int:
 
 
 def unsettle_heap() -> None:
-    """Return frozen objects to the collector (a process that opens nodes repeatedly)."""
+    """Return frozen objects to the collector (a process that opens nodes repeatedly).
+
+    Process-wide: it unfreezes every frozen object, so call it when no node the process
+    still runs needs its heap frozen (the bench opens one node at a time)."""
     gc.unfreeze()
     gc.collect()
 

@@ -637,14 +637,15 @@ class Node:
                 return
             built = mined
         self._commit(built, txs)
+        # the head follows the store at once: readers size proofs by it (api/queries.py)
+        self.head = Head(header=built.header, hash=built.hash, position=batch.position)
+        self.log = built.log
         failpoint("node.ack.after_commit")  # committed, not yet acknowledged
         if self.witness is not None:
             self.witness.cosign(
                 built.header.height, built.hash, built.header.log_size, built.header.log_root
             )
         self.orderer.forget(batch.position)
-        self.head = Head(header=built.header, hash=built.hash, position=batch.position)
-        self.log = built.log
         first = built.header.log_size - len(txs)
         with self._lock:
             for i, tx in enumerate(txs):

@@ -14,6 +14,10 @@ Invariants:
   its end are read when a proof asks for one) and never holds a gap.
 * The cached levels are the highest ones that fit the byte budget; as the log grows past
   it, the lowest cached level is dropped. Levels below the cached ones are read per proof.
+* Readers slice the arrays without the lock while :meth:`extend` appends under it: safe
+  because the prefix a reader can see never changes and CPython's interpreter lock makes a
+  slice and an append atomic with respect to each other. carechain runs on GIL builds of
+  CPython (3.11 and up, not the free-threaded ``t`` builds).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class NodeArrays:
 
     @property
     def nbytes(self) -> int:
-        return sum(len(a) for a in self._levels.values())
+        return sum(len(a) for a in list(self._levels.values()))
 
     def load(self, counts: dict[int, int], rows: Rows) -> None:
         """Cache the highest levels whose nodes (``counts``: stored nodes per level) fit."""
@@ -99,13 +103,16 @@ class NodeArrays:
         """Whether ``level`` is one of the held levels (or would be, once it has nodes)."""
         return self.lowest is not None and level >= self.lowest
 
-    def extend(self, level: int, tail: Tail) -> None:
-        """Append the rows of ``level`` stored past the held prefix (committed since);
-        drops the lowest held level when the budget would be passed."""
+    def extend(self, level: int, tail: Tail, need: int = 0) -> None:
+        """Append the rows of ``level`` stored past the held prefix (committed since), unless
+        node ``need`` is held already (another reader extended it meanwhile); drops the
+        lowest held level when the budget would be passed."""
         with self._lock:
             if self.lowest is None or level < self.lowest:
                 return
             arr = self._levels.setdefault(level, bytearray())
+            if (need + 1) * HASH <= len(arr):
+                return
             for idx, value in tail(level, len(arr) // HASH):
                 if idx * HASH != len(arr) or len(value) != HASH:
                     break

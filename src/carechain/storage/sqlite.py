@@ -522,13 +522,19 @@ class SQLiteStore(LedgerStore):
         levels below are read per proof, in one query (:meth:`get_merkle_nodes`)."""
         size = self.log_size()
         counts = {level: size >> level for level in range(1, size.bit_length())}
-        self._merkle.load(
-            counts,
-            lambda lowest: self._rows(
+        self._merkle.load(counts, self._upper_rows)
+
+    def _upper_rows(self, lowest: int) -> Iterator[tuple[int, int, bytes]]:
+        """Every node of level >= ``lowest``, streamed (a million rows are never one list)."""
+        self._check_open()
+        try:
+            for level, idx, value in self._reader().execute(
                 "SELECT level, idx, hash FROM merkle_nodes WHERE level >= ? ORDER BY level, idx",
                 (lowest,),
-            ),
-        )
+            ):
+                yield int(level), int(idx), value
+        except apsw.Error as exc:
+            raise InfrastructureError(f"ledger store read failed: {exc}") from exc
 
     def _tail(self, level: int, start: int) -> list[tuple[int, bytes]]:
         rows = self._rows(
@@ -546,11 +552,13 @@ class SQLiteStore(LedgerStore):
         hashes = held.get_many(coords)
         if None not in hashes:
             return cast(list[bytes], hashes)
-        grown = {c[0] for c, h in zip(coords, hashes, strict=True) if h is None}
-        grown = {level for level in grown if held.cached_level(level)}
+        grown: dict[int, int] = {}  # level -> highest index asked for and not held
+        for (level, index), h in zip(coords, hashes, strict=True):
+            if h is None and held.cached_level(level):
+                grown[level] = max(index, grown.get(level, index))
         if grown:  # committed since the arrays were filled: append them, look again
-            for level in grown:
-                held.extend(level, self._tail)
+            for level, need in grown.items():
+                held.extend(level, self._tail, need)
             hashes = [h or held.get(*c) for c, h in zip(coords, hashes, strict=True)]
         missing = list({c for c, h in zip(coords, hashes, strict=True) if h is None})
         found: dict[tuple[int, int], bytes] = {}

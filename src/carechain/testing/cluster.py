@@ -46,15 +46,23 @@ _PORT_RANGE = (20_000, 32_000)
 the meantime by an outgoing connection, nor by another process's ``bind(0)``."""
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports this process handed out: a cluster picks all its ports before binding any."""
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, outside the ephemeral range."""
+    """A TCP port free on 127.0.0.1 right now, outside the ephemeral range, and not handed
+    out before by this process."""
     for _ in range(200):
         port = _PORTS.randrange(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     with socket.socket() as s:  # that range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))

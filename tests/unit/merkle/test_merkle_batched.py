@@ -28,6 +28,7 @@ from carechain.merkle.rfc6962 import (
     reference_inclusion_proof,
     reference_root,
 )
+from carechain.merkle.tree import inclusion_plan
 from carechain.storage import BlockCommit, StoredBlock
 from carechain.storage.sqlite import SQLiteStore
 
@@ -218,5 +219,12 @@ def test_held_levels_grow_with_commits_and_proofs_stay_right(
             assert (proof, root) == (reference_inclusion_proof(_leaves(size), index),
                                      reference_root(_leaves(size)))  # fmt: skip
             assert s._merkle.nbytes <= 8 * 32
+            # the proof's nodes at held levels are held now (extended, not read past)
+            lowest = s._merkle.lowest
+            assert lowest is not None
+            for group in inclusion_plan(index, size):
+                for level, idx in group:
+                    if level >= lowest:
+                        assert s._merkle.get(level, idx) == s.get_merkle_node(level, idx)
     finally:
         s.close()

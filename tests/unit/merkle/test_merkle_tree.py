@@ -247,3 +247,40 @@ def test_large_sizes_read_logarithmically(size: int) -> None:
         proof = consistency_proof(reader, size1, size)
         assert reader.reads <= bound
         verify_consistency(size1, size, proof, store.root(size1), root)
+
+
+def _recursive_plan(index: int, size: int) -> list[list[tuple[int, int]]]:
+    """The RFC 9162 §2.1.3.1 PATH recursion over node coordinates (the previous
+    implementation of ``inclusion_plan``), as the reference for the closed form."""
+    from carechain.merkle.tree import _tiles
+
+    plan: list[list[tuple[int, int]]] = []
+    lo, n, m = 0, size, index
+    while n > 1:
+        level = (n - 1).bit_length() - 1
+        k = 1 << level
+        if m < k:
+            plan.append(_tiles(lo + k, lo + n))
+            n = k
+        else:
+            plan.append([(level, lo >> level)])
+            lo, n, m = lo + k, n - k, m - k
+    plan.reverse()
+    return plan
+
+
+def test_closed_form_inclusion_plan_equals_the_rfc_recursion() -> None:
+    """Every index of every size up to 300, and spread indexes of sizes up to 2^64 - 1."""
+    import random
+
+    from carechain.merkle.tree import inclusion_plan
+
+    for size in range(1, 301):
+        for index in range(size):
+            assert inclusion_plan(index, size) == _recursive_plan(index, size), (index, size)
+    rng = random.Random(6962)
+    sizes = [2**40 + 12345, 2**63 - 1, 2**64 - 1, *(rng.randrange(2, 2**64) for _ in range(200))]
+    for size in sizes:
+        spread = [rng.randrange(size) for _ in range(20)]
+        for index in [0, 1, size // 2, size - 2, size - 1, *spread]:
+            assert inclusion_plan(index, size) == _recursive_plan(index, size), (index, size)

@@ -53,10 +53,12 @@ def test_extend_appends_committed_rows_and_drops_the_lowest_level_past_the_budge
     arrays.load({lvl: len(ix) for lvl, ix in table.items() if lvl >= 1}, _rows(table))
     assert arrays.lowest == 1 and arrays.nbytes == 15 * HASH
     grown = _table(32)  # a block committed since
-    arrays.extend(4, _tail(grown))  # 16 nodes: within the budget, all levels kept
+    arrays.extend(4, _tail(grown), 1)  # 16 nodes: within the budget, all levels kept
     assert arrays.get(4, 1) == _h(4, 1) and arrays.lowest == 1 and arrays.get(1, 7) == _h(1, 7)
     assert arrays.get(1, 8) is None  # not extended yet
-    arrays.extend(1, _tail(grown))  # level 1 doubles: 24 nodes > 16, level 1 is dropped
+    arrays.extend(1, lambda level, start: [(start, b"\x00" * 32)], 7)  # 7 held: no read
+    assert arrays.get(1, 8) is None
+    arrays.extend(1, _tail(grown), 15)  # level 1 doubles: 24 nodes > 16, level 1 is dropped
     assert arrays.lowest == 2 and arrays.get(1, 0) is None
     assert arrays.nbytes == 8 * HASH and arrays.get(4, 1) == _h(4, 1)
     arrays.extend(1, _tail(grown))  # below the held levels now: nothing happens
@@ -68,3 +70,37 @@ def test_nothing_is_held_before_load() -> None:
     assert not arrays.loaded and arrays.get(1, 0) is None and not arrays.cached_level(5)
     arrays.extend(1, lambda level, start: [(0, _h(1, 0))])
     assert arrays.get(1, 0) is None
+
+
+def test_readers_see_only_held_prefixes_while_another_thread_extends() -> None:
+    """Concurrent get_many while extend appends and drops levels: every value a reader gets
+    is the right node's hash (or None), never a torn or shifted one."""
+    import threading
+
+    final = _table(1 << 12)
+    arrays = NodeArrays(budget=1 << 20)
+    small = _table(64)
+    arrays.load({lvl: len(ix) for lvl, ix in small.items() if lvl >= 1}, _rows(small))
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def reader() -> None:
+        coords = [(lvl, i) for lvl in range(1, 12) for i in range(0, 1 << (12 - lvl), 7)]
+        while not stop.is_set():
+            for (lvl, i), value in zip(coords, arrays.get_many(coords), strict=True):
+                if value is not None and value != _h(lvl, i):
+                    errors.append(f"{lvl}/{i}")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for size in range(64, 1 << 12, 37):  # the log grows, one block at a time
+        grown = _table(size)
+        for lvl in range(1, size.bit_length()):
+            arrays.extend(lvl, _tail(grown), len(grown[lvl]) - 1)
+    arrays.extend(1, _tail(final), len(final[1]) - 1)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert arrays.get(1, len(final[1]) - 1) == _h(1, len(final[1]) - 1)
