@@ -370,6 +370,16 @@ def test_cli_init_type_consortium_and_consortium_up_status_down(tmp_path: Path) 
         status = run("consortium", "status", "--dir", base)
         assert status.returncode == 0 and status.stdout.count("True") == 4
         assert "leader" in status.stdout
+        # a node not started by `up` (an organisation that joined later): --node URL
+        url = orjson.loads((tmp_path / "up" / "cluster.json").read_bytes())["nodes"][0]["url"]
+        listed = subprocess.run(  # wide: the table would wrap the URLs at 80 columns
+            [*exe, "consortium", "status", "--dir", base, "--node", url + "/"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"},
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        # its row (named and located by the URL) beside the recorded one, answering "ok"
+        assert listed.stdout.count(url) == 3 and listed.stdout.count("True") == 4
+        assert listed.stdout.count(" ok ") == 3 and status.stdout.count(" ok ") == 2
     finally:
         down = run("consortium", "down", "--dir", base)
     assert down.returncode == 0 and "stopped 4 process(es)" in down.stdout

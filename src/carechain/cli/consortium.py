@@ -65,7 +65,17 @@ def up(
 
 
 @consortium_app.command("status")
-def status(base: ClusterDir = Path("carechain-consortium")) -> None:
+def status(
+    base: ClusterDir = Path("carechain-consortium"),
+    extra: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node",
+            help="Also show the node at this URL (repeat), e.g. one an organisation that "
+            "joined later runs with carechain node.",
+        ),
+    ] = None,
+) -> None:
     """Each process (alive?), etcd's leader, each node's height and final height."""
     doc = read_cluster(base)
     table = Table(title=f"consortium {base}", title_justify="left")
@@ -84,7 +94,8 @@ def status(base: ClusterDir = Path("carechain-consortium")) -> None:
             role = "unreachable"
         alive = pid_alive(int(m["pid"]))
         table.add_row(f"etcd {m['name']}", str(m["pid"]), str(alive), m["url"], "", "", role)
-    for n in doc["nodes"]:
+    others = [{"org": url, "url": url.rstrip("/"), "pid": 0} for url in extra or []]
+    for n in [*doc["nodes"], *others]:
         height = final = state = ""
         try:
             health = httpx.get(n["url"] + "/healthz", timeout=1).json()
@@ -94,8 +105,11 @@ def status(base: ClusterDir = Path("carechain-consortium")) -> None:
                 final = str(cos.json().get("final_height"))
         except (httpx.HTTPError, ValueError):
             state = "unreachable"
-        alive = pid_alive(int(n["pid"]))
-        table.add_row(f"node {n['org']}", str(n["pid"]), str(alive), n["url"], height, final, state)
+        pid = int(n["pid"])
+        running = str(pid_alive(pid)) if pid else "-"  # --node: not started by `up`
+        table.add_row(
+            f"node {n['org']}", str(pid or "-"), running, n["url"], height, final, state
+        )
     _out().print(table)
 
 

@@ -252,7 +252,8 @@ def _print_init(result: InitResult, demo_password: bool) -> None:
         out.print("password of every demo key: [bold]demo[/bold]")
     out.print(
         f"next: [bold]carechain node --dir {escape(str(result.paths.root))}[/bold], "
-        "then [bold]carechain demo[/bold] in another terminal"
+        "then [bold]carechain demo[/bold] in another terminal (a node started with "
+        "[bold]--port P[/bold]: [bold]carechain demo --url http://127.0.0.1:P[/bold])"
     )
 
 
