@@ -15,6 +15,7 @@ SIGKILL); ``cluster.json`` in the base directory records the PIDs and ports for
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import shutil
@@ -389,11 +390,23 @@ class NodeProcess:
                 raise RuntimeError(f"node {self.org} exited ({self.proc.returncode}): {tail}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code in (200, 503):
+                    self._check_it_is_ours()
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"node {self.org} did not answer on {self.url}")
+
+    def _check_it_is_ours(self) -> None:
+        """The server on our port serves our chain (not another test's node that took the
+        port: ours would then have failed to bind, and every later check would ask theirs)."""
+        want = hashlib.sha256(ChainPaths(self.root).genesis.read_bytes()).hexdigest()
+        got = httpx.get(self.url + "/v1/chain", timeout=5).json().get("genesis_sha256")
+        if got != want:
+            raise RuntimeError(
+                f"node {self.org}: another chain's node answers on {self.url} "
+                f"(genesis {got}, want {want})"
+            )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the node by its PID (kill -9 by default)."""
