@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable
 
 HASH = 32
 
-Rows = Callable[[int], Iterable[tuple[int, int, bytes]]]
-"""``rows(from_level)``: every stored ``(level, idx, hash)`` with ``level >= from_level``,
-ordered by level then idx."""
+Prefix = Callable[[int], bytes]
+"""``prefix(level)``: the hashes of nodes ``0 .. k-1`` of ``level``, concatenated: the longest
+gapless run from 0 that the store holds (empty if none)."""
 
-Tail = Callable[[int, int], Iterable[tuple[int, bytes]]]
-"""``tail(level, start)``: the stored ``(idx, hash)`` of ``level`` with ``idx >= start``,
-ordered by idx."""
+Tail = Callable[[int, int, int], Iterable[tuple[int, bytes]]]
+"""``tail(level, start, end)``: the stored ``(idx, hash)`` of ``level`` with
+``start <= idx <= end``, ordered by idx."""
 
 
 class NodeArrays:
@@ -57,7 +57,7 @@ class NodeArrays:
     def nbytes(self) -> int:
         return sum(len(a) for a in list(self._levels.values()))
 
-    def load(self, counts: dict[int, int], rows: Rows) -> None:
+    def load(self, counts: dict[int, int], prefix: Prefix) -> None:
         """Cache the highest levels whose nodes (``counts``: stored nodes per level) fit."""
         with self._lock:
             if self.lowest is not None:
@@ -70,10 +70,9 @@ class NodeArrays:
                 lowest -= 1
                 total += counts.get(lowest, 0) * HASH
             levels: dict[int, bytearray] = {}
-            for level, idx, value in rows(lowest):
-                arr = levels.setdefault(level, bytearray())
-                if idx * HASH == len(arr) and len(value) == HASH:  # keep a gapless prefix
-                    arr += value
+            for level in range(lowest, top + 1):
+                data = prefix(level)
+                levels[level] = bytearray(data[: len(data) - len(data) % HASH])
             self._levels = levels
             self.lowest = lowest
 
@@ -113,7 +112,7 @@ class NodeArrays:
             arr = self._levels.setdefault(level, bytearray())
             if (need + 1) * HASH <= len(arr):
                 return
-            for idx, value in tail(level, len(arr) // HASH):
+            for idx, value in tail(level, len(arr) // HASH, need):
                 if idx * HASH != len(arr) or len(value) != HASH:
                     break
                 arr += value

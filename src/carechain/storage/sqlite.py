@@ -38,7 +38,7 @@ from carechain.errors import (
 from carechain.failpoints import failpoint
 from carechain.storage.abc import BlockCommit, LedgerStore, StoredBlock, TxLocation
 from carechain.storage.memory import validate_commit_shape
-from carechain.storage.merkle_cache import NodeArrays
+from carechain.storage.merkle_cache import HASH, NodeArrays
 
 SCHEMA_VERSION = 1
 """Version of the table layout below; a store written by another version refuses to open."""
@@ -522,24 +522,43 @@ class SQLiteStore(LedgerStore):
         levels below are read per proof, in one query (:meth:`get_merkle_nodes`)."""
         size = self.log_size()
         counts = {level: size >> level for level in range(1, size.bit_length())}
-        self._merkle.load(counts, self._upper_rows)
+        self._merkle.load(counts, self._level_prefix)
 
-    def _upper_rows(self, lowest: int) -> Iterator[tuple[int, int, bytes]]:
-        """Every node of level >= ``lowest``, streamed (a million rows are never one list)."""
-        self._check_open()
-        try:
-            for level, idx, value in self._reader().execute(
-                "SELECT level, idx, hash FROM merkle_nodes WHERE level >= ? ORDER BY level, idx",
-                (lowest,),
-            ):
-                yield int(level), int(idx), value
-        except apsw.Error as exc:
-            raise InfrastructureError(f"ledger store read failed: {exc}") from exc
+    def _level_prefix(self, level: int) -> bytes:
+        """The gapless run of ``level``'s nodes from index 0, concatenated (NodeArrays).
 
-    def _tail(self, level: int, start: int) -> list[tuple[int, bytes]]:
+        One statement and a join when the level is complete from 0 (count = max + 1, every
+        hash 32 bytes: always, in a store this code wrote); row by row otherwise."""
+        count, top = self._rows(
+            "SELECT COUNT(*), MAX(idx) FROM merkle_nodes WHERE level = ?", (level,)
+        )[0]
+        if count and top == count - 1:
+            self._check_open()
+            try:
+                data = b"".join(
+                    [
+                        row[0]
+                        for row in self._reader().execute(
+                            "SELECT hash FROM merkle_nodes WHERE level = ? ORDER BY idx", (level,)
+                        )
+                    ]
+                )
+            except apsw.Error as exc:
+                raise InfrastructureError(f"ledger store read failed: {exc}") from exc
+            if len(data) == count * HASH:
+                return data
+        out = bytearray()
+        for idx, value in self._tail(level, 0, top):
+            if idx * HASH != len(out) or len(value) != HASH:
+                break  # a gap or a malformed row: the prefix ends before it
+            out += value
+        return bytes(out)
+
+    def _tail(self, level: int, start: int, end: int) -> list[tuple[int, bytes]]:
         rows = self._rows(
-            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx >= ? ORDER BY idx",
-            (level, start),
+            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? "
+            "ORDER BY idx",
+            (level, start, end),
         )
         return [(int(idx), value) for idx, value in rows]
 

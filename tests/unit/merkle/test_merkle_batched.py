@@ -228,3 +228,37 @@ def test_held_levels_grow_with_commits_and_proofs_stay_right(
                         assert s._merkle.get(level, idx) == s.get_merkle_node(level, idx)
     finally:
         s.close()
+
+
+def test_a_gap_or_a_malformed_row_ends_a_held_level(tmp_path: pathlib.Path) -> None:
+    """The store hands NodeArrays only the gapless run from index 0 of each level: a node
+    deleted (or a hash of the wrong size) ends it, and the nodes after it are read from the
+    store, so proofs stay right (a store this code wrote has neither)."""
+    s = SQLiteStore(tmp_path / "ledger.db")
+    try:
+        tree = CompactTree()
+        envs = tuple(_leaves(SIZE))
+        s.commit_block(
+            BlockCommit(
+                block=StoredBlock(height=0, header=b"h", signature=b"", envelopes=envs,
+                                  receipts=tuple(b"{}" for _ in envs)),
+                header_hash=b"\x01" * 32, tx_ids=tuple(leaf_hash(e) for e in envs),
+                first_log_index=0, merkle_nodes=tuple(tree.append([leaf_hash(e) for e in envs])),
+                state_writes=(),
+            )
+        )  # fmt: skip
+        full = s._level_prefix(1)
+        assert len(full) == (SIZE >> 1) * 32  # complete: one statement and a join
+        writer = s._writer
+        with writer:
+            writer.execute("DELETE FROM merkle_nodes WHERE level = 1 AND idx = 5")
+            writer.execute("UPDATE merkle_nodes SET hash = x'00' WHERE level = 2 AND idx = 3")
+        assert s._level_prefix(1) == full[: 5 * 32]  # up to the gap
+        assert len(s._level_prefix(2)) == 3 * 32  # up to the malformed row
+        assert s._level_prefix(3) == b"".join(
+            s.get_merkle_node(3, i) for i in range(SIZE >> 3)
+        )
+        s.get_merkle_nodes([(0, 0)])
+        assert s._merkle.get(1, 4) is not None and s._merkle.get(1, 6) is None
+    finally:
+        s.close()

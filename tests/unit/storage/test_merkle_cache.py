@@ -17,14 +17,14 @@ def _table(size: int) -> dict[int, list[int]]:
 
 
 def _rows(table: dict[int, list[int]]):  # type: ignore[no-untyped-def]
-    def rows(lowest: int) -> list[tuple[int, int, bytes]]:
-        return [(lvl, i, _h(lvl, i)) for lvl in sorted(table) if lvl >= lowest for i in table[lvl]]
-
-    return rows
+    """The store's ``prefix(level)`` over ``table``."""
+    return lambda level: b"".join(_h(level, i) for i in table.get(level, []))
 
 
 def _tail(table: dict[int, list[int]]):  # type: ignore[no-untyped-def]
-    return lambda level, start: [(i, _h(level, i)) for i in table.get(level, []) if i >= start]
+    return lambda level, start, end: [
+        (i, _h(level, i)) for i in table.get(level, []) if start <= i <= end
+    ]
 
 
 def test_load_holds_the_highest_levels_that_fit_and_nothing_below() -> None:
@@ -38,13 +38,10 @@ def test_load_holds_the_highest_levels_that_fit_and_nothing_below() -> None:
     assert arrays.get_many([(3, 7), (2, 0), (6, 0), (3, 99)]) == [_h(3, 7), None, _h(6, 0), None]
 
 
-def test_a_gap_or_a_malformed_row_ends_the_prefix() -> None:
+def test_a_prefix_of_a_partial_hash_is_cut_to_whole_nodes() -> None:
     arrays = NodeArrays(budget=1 << 20)
-    rows = [(1, 0, _h(1, 0)), (1, 1, _h(1, 1)), (1, 3, _h(1, 3)), (2, 0, b"short")]
-    arrays.load({1: 4, 2: 1}, lambda lowest: rows)
-    assert arrays.get(1, 1) == _h(1, 1)
-    assert arrays.get(1, 3) is None  # after the gap at 2: never held, read from the store
-    assert arrays.get(2, 0) is None  # not 32 bytes: not held
+    arrays.load({1: 2}, lambda level: _h(1, 0) + _h(1, 1)[:5])
+    assert arrays.get(1, 0) == _h(1, 0) and arrays.get(1, 1) is None
 
 
 def test_extend_appends_committed_rows_and_drops_the_lowest_level_past_the_budget() -> None:
@@ -56,7 +53,7 @@ def test_extend_appends_committed_rows_and_drops_the_lowest_level_past_the_budge
     arrays.extend(4, _tail(grown), 1)  # 16 nodes: within the budget, all levels kept
     assert arrays.get(4, 1) == _h(4, 1) and arrays.lowest == 1 and arrays.get(1, 7) == _h(1, 7)
     assert arrays.get(1, 8) is None  # not extended yet
-    arrays.extend(1, lambda level, start: [(start, b"\x00" * 32)], 7)  # 7 held: no read
+    arrays.extend(1, lambda level, start, end: [(start, b"\x00" * 32)], 7)  # 7 held: no read
     assert arrays.get(1, 8) is None
     arrays.extend(1, _tail(grown), 15)  # level 1 doubles: 24 nodes > 16, level 1 is dropped
     assert arrays.lowest == 2 and arrays.get(1, 0) is None
@@ -68,7 +65,7 @@ def test_extend_appends_committed_rows_and_drops_the_lowest_level_past_the_budge
 def test_nothing_is_held_before_load() -> None:
     arrays = NodeArrays(budget=1 << 20)
     assert not arrays.loaded and arrays.get(1, 0) is None and not arrays.cached_level(5)
-    arrays.extend(1, lambda level, start: [(0, _h(1, 0))])
+    arrays.extend(1, lambda level, start, end: [(0, _h(1, 0))])
     assert arrays.get(1, 0) is None
 
 
