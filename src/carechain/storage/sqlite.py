@@ -538,8 +538,10 @@ class SQLiteStore(LedgerStore):
                 data = b"".join(
                     [
                         row[0]
-                        for row in self._reader().execute(
-                            "SELECT hash FROM merkle_nodes WHERE level = ? ORDER BY idx", (level,)
+                        for row in self._reader().execute(  # not the rows committed since
+                            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx < ? "
+                            "ORDER BY idx",
+                            (level, count),
                         )
                     ]
                 )
