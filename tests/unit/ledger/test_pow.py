@@ -281,11 +281,20 @@ def test_time_pushed_ahead_is_refused(mined: Mined) -> None:
 
 
 def test_time_moved_within_bounds_breaks_the_work_or_the_rest(mined: Mined) -> None:
+    """A header whose time moved by a few ms (re-signed) either misses the work target, or,
+    by chance (about 1 in 2^difficulty), still meets it: then the next block's link breaks.
+    Both cases are taken deterministically (the first delta of each kind)."""
     header = parse_header(mined.blocks[3].header)
-    err = _verify(
-        mined, _replace(mined, 3, dataclasses.replace(header, time=header.time + 1), True)
-    )
-    assert err.height == 3 and err.field in ("seal.nonce", "header")
+    bits = header.seal["bits16"]
+    assert isinstance(bits, int)
+    moved = [dataclasses.replace(header, time=header.time + d) for d in range(1, 5000)]
+    broken = next(h for h in moved if not check_work(header_hash(h.to_bytes()), bits))
+    err = _verify(mined, _replace(mined, 3, broken, True))
+    assert (err.height, err.field) == (3, "seal.nonce")
+    lucky = next((h for h in moved if check_work(header_hash(h.to_bytes()), bits)), None)
+    assert lucky is not None  # 4,999 tries at 1 in 2^6
+    err = _verify(mined, _replace(mined, 3, lucky, True))
+    assert (err.height, err.field) == (4, "prev")  # the work holds; the chain does not
 
 
 def test_a_solo_seal_on_a_public_chain_is_refused(mined: Mined) -> None:
