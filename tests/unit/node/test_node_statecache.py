@@ -48,3 +48,58 @@ def test_bounded() -> None:
         cache.find_state(key)
     cache.find_state("x")  # evicted when the cache started over
     assert store.single == 4
+
+
+def test_generations_keep_hot_keys_across_a_long_run() -> None:
+    """A key read again and again survives the rotation that drops cold ones (the old single
+    dict dropped everything at once)."""
+    store = CountingStore()
+    store.data.update({f"k{i}": b"v" for i in range(100)})
+    cache = StateCache(store, max_entries=20)  # 10 per generation
+    for i in range(100):
+        cache.find_state("a")  # hot
+        cache.find_state(f"k{i}")  # cold, each once
+    assert store.single == 101  # "a" read from the store once, never again
+
+
+def test_a_value_read_before_a_block_is_applied_is_not_cached() -> None:
+    """The race the epoch closes: a reader's store read returns the value from before the
+    producer's commit, the producer applies the block, then the reader would cache the old
+    value — where the producer would execute the next block against it."""
+    import threading
+
+    store = CountingStore()
+    cache = StateCache(store)
+    started, release = threading.Event(), threading.Event()
+    real = store.find_state
+
+    def slow(key: str) -> bytes | None:
+        value = real(key)  # the committed value when the read began
+        started.set()
+        release.wait(5)
+        return value
+
+    store.find_state = slow  # type: ignore[method-assign]
+    seen: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: seen.append(cache.find_state("a")))
+    reader.start()
+    assert started.wait(5)
+    store.data["a"] = b"2"  # the producer commits a block writing "a"...
+    cache.apply([("a", b"2")])  # ...and applies it
+    release.set()
+    reader.join(5)
+    assert seen == [b"1"]  # the reader saw the state before the block: allowed
+    store.find_state = real  # type: ignore[method-assign]
+    assert cache.find_state("a") == b"2"  # but the cache never kept it
+
+
+def test_a_value_in_the_old_generation_never_shadows_a_newer_write() -> None:
+    store = CountingStore()
+    cache = StateCache(store, max_entries=4)  # 2 per generation
+    cache.find_state("a")  # new: {a: 1}
+    cache.find_state("x")  # new: {a, x}
+    cache.find_state("y")  # rotate: old {a: 1, x}, new {y}
+    cache.apply([("a", b"2")])  # new {y, a: 2}
+    assert cache.find_state("a") == b"2"
+    cache.apply([("z", b"3")])  # rotate: old {y, a: 2}, new {z}
+    assert cache.find_state("a") == b"2"
