@@ -121,7 +121,8 @@ DEMO_ORGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (never overwrite) with mode 0600 in a 0700 directory, fsynced."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -166,9 +167,9 @@ def init_chain(
     node_password = _secrets.token_urlsafe(24).encode()
     node_info = ring.create("node", "ed25519", node_password)
     node_key = ring.load("node", node_password)
-    _write_private(paths.node_password, node_password)
+    write_private(paths.node_password, node_password)
     create_kek(kek_path(root), node_password, **({"scrypt_n": scrypt_n} if scrypt_n else {}))
-    _write_private(paths.index_key, _secrets.token_bytes(INDEX_KEY_SIZE))
+    write_private(paths.index_key, _secrets.token_bytes(INDEX_KEY_SIZE))
     orgs_spec = DEMO_ORGS if demo else ((org_id, org_name, roles),)
     chain_id = chain or (DEMO_CHAIN if demo else f"{org_id}-chain")
     accounts: list[DemoAccount] = []
@@ -194,7 +195,7 @@ def init_chain(
         doc["rules"] = dict(rules)
     raw = canonical_bytes(doc)
     genesis = load_genesis(raw, default_contracts())
-    _write_private(paths.genesis, raw)
+    write_private(paths.genesis, raw)
     os.chmod(paths.genesis, 0o644)
     settings = {"node_key": node_info.name, **(config or {})}
     paths.config.write_bytes(orjson.dumps(settings, option=orjson.OPT_INDENT_2))
@@ -265,7 +266,7 @@ def load_index_key(root: Path) -> bytes:
     path = ChainPaths(root).index_key
     if not path.exists():
         with contextlib.suppress(FileExistsError):
-            _write_private(path, _secrets.token_bytes(INDEX_KEY_SIZE))
+            write_private(path, _secrets.token_bytes(INDEX_KEY_SIZE))
     data = path.read_bytes()
     if len(data) != INDEX_KEY_SIZE:
         raise ConfigurationError(
@@ -300,16 +301,18 @@ def lock_data_dir(root: Path) -> Callable[[], None]:
     return release
 
 
-def open_node(root: Path, **kwargs: Any) -> Node:
+def open_node(root: Path, *, vfs: str | None = None, **kwargs: Any) -> Node:
     """Open the node of the chain in ``root`` (store, genesis, node key) and start it.
 
     Holds the data directory's lock until the node stops (``ConflictError`` if taken).
+    ``vfs``: a registered SQLite VFS for the ledger (the storage-fault tests inject I/O
+    errors through one).
     """
     genesis = read_genesis(root)
     release = lock_data_dir(root)
     store: SQLiteStore | None = None
     try:
-        store = SQLiteStore(ChainPaths(root).ledger)
+        store = SQLiteStore(ChainPaths(root).ledger, vfs=vfs)
         node_key = load_node_key(root)
         if "orderer" not in kwargs:  # consortium (node.json type): the etcd orderer, ADR 0011
             from carechain.node.consortium import orderer_for

@@ -34,7 +34,13 @@ from carechain.crypto.signatures import PrivateKey
 from carechain.encoding import b64u_encode, canonical_bytes
 from carechain.errors import ConfigurationError, ConflictError, ValidationError
 from carechain.ledger.genesis import Genesis, load_genesis
-from carechain.node.chaindir import DEMO_ORGS, DEMO_PASSWORD, INDEX_KEY_SIZE, ChainPaths
+from carechain.node.chaindir import (
+    DEMO_ORGS,
+    DEMO_PASSWORD,
+    INDEX_KEY_SIZE,
+    ChainPaths,
+    write_private,
+)
 from carechain.node.node import now_ms
 from carechain.ordering import Orderer
 from carechain.ordering.etcd import EtcdOrderer
@@ -61,15 +67,6 @@ def org_ids(n: int) -> list[tuple[str, str, tuple[str, ...]]]:
     out = list(DEMO_ORGS[:n])
     out += [(f"org-{i}", f"Organisation {i}", ("hospital",)) for i in range(len(out) + 1, n + 1)]
     return out
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def init_consortium(
@@ -102,9 +99,9 @@ def init_consortium(
         node_password = _secrets.token_urlsafe(24).encode()
         ring.create("node", "ed25519", node_password)
         node_key = ring.load("node", node_password)
-        _write_private(ChainPaths(root).node_password, node_password)
+        write_private(ChainPaths(root).node_password, node_password)
         create_kek(kek_path(root), node_password, **kw)
-        _write_private(ChainPaths(root).index_key, index_key)
+        write_private(ChainPaths(root).index_key, index_key)
         admin = admins.create(f"{oid}-admin", "ed25519", password, account=f"{oid}.admin")
         pub = admins.export_public(admin.name)
         docs.append(

@@ -28,7 +28,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
 import secrets as _secrets
 import time
 from collections.abc import Sequence
@@ -95,15 +94,6 @@ def fetch_genesis(source: str, *, timeout: float = 10.0) -> bytes:
     return path.read_bytes()
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def join_consortium(
     root: Path,
     *,
@@ -119,7 +109,7 @@ def join_consortium(
 ) -> tuple[Genesis, AdmissionRequest]:
     """Create the node directory of organisation ``org_id`` joining the chain of
     ``genesis_raw`` (see the module docstring); return the admission request."""
-    from carechain.node.chaindir import INDEX_KEY_SIZE, ChainPaths
+    from carechain.node.chaindir import INDEX_KEY_SIZE, ChainPaths, write_private
 
     genesis = load_genesis(genesis_raw, default_contracts())
     paths = ChainPaths(root)
@@ -141,9 +131,9 @@ def join_consortium(
     node_password = _secrets.token_urlsafe(24).encode()
     ring.create("node", "ed25519", node_password)
     node_key = ring.load("node", node_password)
-    _write_private(paths.node_password, node_password)
+    write_private(paths.node_password, node_password)
     create_kek(kek_path(root), node_password, **kw)
-    _write_private(paths.index_key, index_key or _secrets.token_bytes(INDEX_KEY_SIZE))
+    write_private(paths.index_key, index_key or _secrets.token_bytes(INDEX_KEY_SIZE))
     admin = ring.create(f"{org_id}-admin", "ed25519", password, account=f"{org_id}.admin")
     admin_pub = ring.export_public(admin.name)
     org = {

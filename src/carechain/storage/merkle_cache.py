@@ -78,15 +78,10 @@ class NodeArrays:
 
     def get(self, level: int, idx: int) -> bytes | None:
         """The held hash of node ``(level, idx)``, or None (not cached, or past the prefix)."""
-        arr = self._levels.get(level)
-        if arr is None or idx < 0:
-            return None
-        start = idx * HASH
-        value = bytes(arr[start : start + HASH])
-        return value if len(value) == HASH else None
+        return self.get_many(((level, idx),))[0]
 
     def get_many(self, coords: Iterable[tuple[int, int]]) -> list[bytes | None]:
-        """:meth:`get` of each ``(level, idx)``, in order (the proof path's hot loop)."""
+        """The held hash of each ``(level, idx)`` or None, in order (the proof path's hot loop)."""
         get = self._levels.get
         out: list[bytes | None] = []
         for level, idx in coords:

@@ -42,6 +42,19 @@ def pub(key: PrivateKey) -> dict[str, str]:
     return {"alg": key.alg, "pub": b64u_encode(key.public)}
 
 
+def read_grant_args(now: int) -> dict[str, Any]:
+    """``consent.grant@1`` args: dr-kim may read every record for TREAT from an hour before
+    ``now`` to a day after."""
+    return {
+        "actions": ["read"],
+        "decision": "permit",
+        "grantee": {"account": MEMBERS["dr-kim"]},
+        "period": {"end": now + 86_400_000, "start": now - 3_600_000},
+        "purposes": ["TREAT"],
+        "scope": {},
+    }
+
+
 @dataclass
 class Outcome:
     """A committed transaction: where it landed and its decoded receipt."""
@@ -193,17 +206,8 @@ class Chain:
     def grant(self, patient: str = "patient-1", **extra: Any) -> SignedTx:
         """``consent.grant@1`` by demo patient ``patient``: by default dr-kim may read every
         record for TREAT from an hour ago to a day ahead."""
-        now = now_ms()
-        args: dict[str, Any] = {
-            "actions": ["read"],
-            "decision": "permit",
-            "grantee": {"account": MEMBERS["dr-kim"]},
-            "period": {"end": now + 86_400_000, "start": now - 3_600_000},
-            "purposes": ["TREAT"],
-            "scope": {},
-        }
         sender, key = self._actor(patient)
-        return self.tx("consent.grant@1", sender, _merge(args, extra), [key])
+        return self.tx("consent.grant@1", sender, _merge(read_grant_args(now_ms()), extra), [key])
 
     def revoke(self, consent: str, patient: str = "patient-1") -> SignedTx:
         """``consent.revoke@1``."""

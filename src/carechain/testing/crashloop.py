@@ -71,7 +71,7 @@ from carechain.node.node import Node, now_ms
 from carechain.node.sigpool import SignatureVerifier
 from carechain.node.verify import verify_store
 from carechain.storage.sqlite import SQLiteStore
-from carechain.testing.chain_driver import MEMBERS, fake_digest, pub
+from carechain.testing.chain_driver import MEMBERS, fake_digest, pub, read_grant_args
 
 KEY_NAMES = ("seoul-general-admin", "dr-kim", "patient-1")
 """Demo keys the workload signs with (decrypted once, in the harness)."""
@@ -175,15 +175,7 @@ class Workload:
         """``consent.grant@1`` to dr-kim by patient-1, or by the patient registered with key
         ``owner`` (its account id) signing with ``key`` (default: ``owner``)."""
         owner = owner or self.keys["patient-1"]
-        now = now_ms()
-        args = {
-            "actions": ["read"],
-            "decision": "permit",
-            "grantee": {"account": MEMBERS["dr-kim"]},
-            "period": {"end": now + 86_400_000, "start": now - 3_600_000},
-            "purposes": ["TREAT"],
-            "scope": {},
-        }
+        args = read_grant_args(now_ms())
         return self.tx("consent.grant@1", patient_account_id(owner.kid), args, [key or owner])
 
     def member(self) -> SignedTx:

@@ -23,10 +23,9 @@ from typing import Any
 
 import apsw
 
-from carechain.node.chaindir import load_node_key, lock_data_dir, read_genesis
+from carechain.node.chaindir import open_node
 from carechain.node.node import Node
 from carechain.node.sigpool import SignatureVerifier
-from carechain.storage.sqlite import SQLiteStore
 
 FAULTS = {"full": apsw.FullError, "ioerr": apsw.IOError}
 """Fault kinds and the exception (hence SQLite result code) a failing step returns."""
@@ -103,22 +102,9 @@ class FaultFile(apsw.VFSFile):
 
 
 def open_faulty_node(root: Path, vfs: FaultVFS) -> Node:
-    """The node of the chain in ``root`` over a store opened through ``vfs``, started (like
-    ``chaindir.open_node``, single-process signature checks, the data directory locked)."""
-    genesis = read_genesis(root)
-    release = lock_data_dir(root)
-    store: SQLiteStore | None = None
-    try:
-        store = SQLiteStore(root / "ledger.sqlite", vfs=vfs.name)
-        node = Node(store, genesis, load_node_key(root), verifier=SignatureVerifier(workers=1))
-    except BaseException:
-        if store is not None:
-            store.close()
-        release()
-        raise
-    node.add_closer(release)
-    node.start()
-    return node
+    """The node of the chain in ``root`` over a store opened through ``vfs``, started
+    (``chaindir.open_node``, with single-process signature checks)."""
+    return open_node(root, vfs=vfs.name, verifier=SignatureVerifier(workers=1))
 
 
 __all__ = ["FAULTS", "FaultFile", "FaultVFS", "open_faulty_node"]

@@ -147,6 +147,23 @@ def test_a_size_beyond_the_store_is_not_found(store: SQLiteStore) -> None:
         inclusion_proof_and_root(store, 0, SIZE + 3)
 
 
+def _one_block_store(path: pathlib.Path) -> SQLiteStore:
+    """A SQLite store holding the SIZE leaves in one block."""
+    s = SQLiteStore(path)
+    envs = tuple(_leaves(SIZE))
+    s.commit_block(
+        BlockCommit(
+            block=StoredBlock(height=0, header=b"h", signature=b"", envelopes=envs,
+                              receipts=tuple(b"{}" for _ in envs)),
+            header_hash=b"\x01" * 32, tx_ids=tuple(leaf_hash(e) for e in envs),
+            first_log_index=0,
+            merkle_nodes=tuple(CompactTree().append([leaf_hash(e) for e in envs])),
+            state_writes=(),
+        )
+    )  # fmt: skip
+    return s
+
+
 def test_the_upper_levels_are_held_within_the_byte_budget(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,19 +171,8 @@ def test_the_upper_levels_are_held_within_the_byte_budget(
 
     # SIZE leaves: level 4 has 4 nodes, 5 has 2, 6 has 1: a budget of 3 nodes holds 5 and 6
     monkeypatch.setattr(sqlite_mod, "_MERKLE_CACHE_BYTES", 3 * 32)
-    s = SQLiteStore(tmp_path / "ledger.db")
+    s = _one_block_store(tmp_path / "ledger.db")
     try:
-        tree = CompactTree()
-        envs = tuple(_leaves(SIZE))
-        s.commit_block(
-            BlockCommit(
-                block=StoredBlock(height=0, header=b"h", signature=b"", envelopes=envs,
-                                  receipts=tuple(b"{}" for _ in envs)),
-                header_hash=b"\x01" * 32, tx_ids=tuple(leaf_hash(e) for e in envs),
-                first_log_index=0, merkle_nodes=tuple(tree.append([leaf_hash(e) for e in envs])),
-                state_writes=(),
-            )
-        )  # fmt: skip
         assert not s._merkle.loaded  # single reads (roots, the frontier) never load it
         s.get_merkle_node(0, 0)
         assert not s._merkle.loaded
@@ -234,19 +240,8 @@ def test_a_gap_or_a_malformed_row_ends_a_held_level(tmp_path: pathlib.Path) -> N
     """The store hands NodeArrays only the gapless run from index 0 of each level: a node
     deleted (or a hash of the wrong size) ends it, and the nodes after it are read from the
     store, so proofs stay right (a store this code wrote has neither)."""
-    s = SQLiteStore(tmp_path / "ledger.db")
+    s = _one_block_store(tmp_path / "ledger.db")
     try:
-        tree = CompactTree()
-        envs = tuple(_leaves(SIZE))
-        s.commit_block(
-            BlockCommit(
-                block=StoredBlock(height=0, header=b"h", signature=b"", envelopes=envs,
-                                  receipts=tuple(b"{}" for _ in envs)),
-                header_hash=b"\x01" * 32, tx_ids=tuple(leaf_hash(e) for e in envs),
-                first_log_index=0, merkle_nodes=tuple(tree.append([leaf_hash(e) for e in envs])),
-                state_writes=(),
-            )
-        )  # fmt: skip
         full = s._level_prefix(1)
         assert len(full) == (SIZE >> 1) * 32  # complete: one statement and a join
         writer = s._writer
