@@ -117,6 +117,11 @@ def test_proofs_on_a_small_synthetic_log(tmp_path: Path) -> None:
     out = proofs_workload(tmp_path, size=1_000, inclusions=50, consistencies=20)
     assert out["log_size"] == 1_000 and out["inclusion_proofs"] == 50
     assert out["synthetic_log"] is True
+    for key in ("inclusion_served_per_s", "inclusion_served_per_s_cold",
+                "inclusion_served_per_s_repeat"):  # fmt: skip
+        assert out[key] > 0
+    with pytest.raises(ValueError):  # negative control: not enough distinct leaves to ask
+        proofs_workload(tmp_path / "small", size=60, inclusions=50, consistencies=1)
 
 
 def test_synthetic_log_proofs_verify_and_a_corrupted_one_does_not(tmp_path: Path) -> None:

@@ -158,10 +158,11 @@ def _sized(node: Node, size: int | None) -> tuple[int, bytes | None]:
 def prove_inclusion(node: Node, tx_id: bytes, size: int | None) -> schemas.InclusionProofDTO:
     """RFC 9162 inclusion proof of ``tx_id``'s envelope in the log of ``size``."""
     tree_size, head_root = _sized(node, size)
-    found = node.store.find_tx_envelope(tx_id)
+    found = node.store.find_tx_leaf(tx_id)
     if found is None:
         raise NotFoundError(f"transaction {tx_id.hex()} is not committed on this chain")
-    loc, raw = found
+    loc, raw, sibling = found
+    known = None if sibling is None else {(0, loc.log_index ^ 1): sibling}
     if size is None and loc.log_index >= tree_size:  # committed a moment ago, head not yet
         tree_size, head_root = node.store.log_size(), None
     if loc.log_index >= tree_size:
@@ -171,9 +172,9 @@ def prove_inclusion(node: Node, tx_id: bytes, size: int | None) -> schemas.Inclu
             code="bad_size",
         )
     if head_root is not None:  # the head's root is known: read only the path
-        proof, root = inclusion_proof(node.store, loc.log_index, tree_size), head_root
+        proof, root = inclusion_proof(node.store, loc.log_index, tree_size, known), head_root
     else:
-        proof, root = inclusion_proof_and_root(node.store, loc.log_index, tree_size)
+        proof, root = inclusion_proof_and_root(node.store, loc.log_index, tree_size, known)
     return schemas.inclusion_dto(tx_id, loc.log_index, tree_size, leaf_hash(raw), proof, root)
 
 

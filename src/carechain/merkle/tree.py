@@ -24,7 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from carechain.errors import ConflictError, NotFoundError, ValidationError
@@ -167,10 +167,13 @@ def root_at(reader: NodeReader, size: int) -> bytes:
     return _fold(_tiling(reader, 0, size))
 
 
-def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
-    """PATH(index, D[size]) (RFC 9162 §2.1.3.1) from O(log size) stored nodes."""
+def inclusion_proof(
+    reader: NodeReader, index: int, size: int, known: Mapping[Coord, bytes] | None = None
+) -> list[bytes]:
+    """PATH(index, D[size]) (RFC 9162 §2.1.3.1) from O(log size) stored nodes; ``known``
+    nodes (e.g. the sibling leaf read with the transaction) are not read again."""
     plan = inclusion_plan(index, size)
-    return _assemble(plan, read_nodes(reader, [c for group in plan for c in group]))
+    return _assemble(plan, read_nodes(reader, [c for group in plan for c in group], known))
 
 
 def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]:
@@ -183,12 +186,13 @@ def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]
 
 
 def inclusion_proof_and_root(
-    reader: NodeReader, index: int, size: int
+    reader: NodeReader, index: int, size: int, known: Mapping[Coord, bytes] | None = None
 ) -> tuple[list[bytes], bytes]:
-    """``(PATH(index, D[size]), MTH(D[size]))`` from one batched node read."""
+    """``(PATH(index, D[size]), MTH(D[size]))`` from one batched node read (``known``: as
+    for :func:`inclusion_proof`)."""
     plan = inclusion_plan(index, size)
     root_tiles = _tiles(0, size)
-    hashes = read_nodes(reader, [c for group in plan for c in group] + root_tiles)
+    hashes = read_nodes(reader, [c for group in plan for c in group] + root_tiles, known)
     split = len(hashes) - len(root_tiles)
     return _assemble(plan, hashes[:split]), _fold(hashes[split:])
 
@@ -257,9 +261,15 @@ def consistency_plan(size1: int, size2: int) -> list[list[Coord]]:
     return plan
 
 
-def read_nodes(reader: NodeReader, coords: Sequence[Coord]) -> list[bytes]:
-    """The stored hashes at ``coords``, in order: one batched read when the reader offers
-    ``get_merkle_nodes`` (the SQLite store does), else one read per node."""
+def read_nodes(
+    reader: NodeReader, coords: Sequence[Coord], known: Mapping[Coord, bytes] | None = None
+) -> list[bytes]:
+    """The stored hashes at ``coords``, in order: those in ``known`` as given, the others in
+    one batched read when the reader offers ``get_merkle_nodes`` (the SQLite store does),
+    else one read per node."""
+    if known:
+        rest = iter(read_nodes(reader, [c for c in coords if c not in known]))
+        return [known[c] if c in known else next(rest) for c in coords]
     batch = getattr(reader, "get_merkle_nodes", None)
     if batch is not None:
         hashes: list[bytes] = batch(coords)

@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from carechain.errors import NotFoundError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TxLocation:
@@ -111,6 +113,21 @@ class LedgerStore(ABC):
             return None
         raw = self.find_envelope(loc.log_index)
         return None if raw is None else (loc, raw)
+
+    def find_tx_leaf(self, tx_id: bytes) -> tuple[TxLocation, bytes, bytes | None] | None:
+        """:meth:`find_tx_envelope` plus the hash of the leaf beside it (Merkle node
+        ``(0, log_index ^ 1)``, the first element of its inclusion proofs), None when that
+        leaf is not in the log yet: what an inclusion proof reads, in one read where the
+        store can."""
+        found = self.find_tx_envelope(tx_id)
+        if found is None:
+            return None
+        loc, raw = found
+        try:
+            sibling: bytes | None = self.get_merkle_node(0, loc.log_index ^ 1)
+        except NotFoundError:
+            sibling = None
+        return loc, raw, sibling
 
     @abstractmethod
     def find_receipt(self, log_index: int) -> bytes | None:

@@ -49,6 +49,10 @@ MIN_SQLITE_VERSION = (3, 51, 3)
 _BUSY_TIMEOUT_MS = 10_000
 _BLOCK_PAGE = 32  # blocks fetched per statement pair by iter_blocks
 _IN_CHUNK = 500  # ids per IN (...) list
+READER_MMAP_BYTES = 1 << 30
+"""Default bytes of the ledger file that reader connections map into memory (SQLite
+``mmap_size``; ADR 0013): a read is a memory access, not a ``pread`` system call and a copy
+into the connection's 2 MB page cache. The writer keeps ordinary I/O."""
 _MERKLE_CACHE_BYTES = 32 * 1024 * 1024
 """Upper Merkle levels held for proofs (storage/merkle_cache.py): levels 1 and up of a
 log of a million leaves; larger logs hold fewer levels."""
@@ -220,10 +224,20 @@ class _Checkpointer:
 class SQLiteStore(LedgerStore):
     """A :class:`LedgerStore` in one SQLite file (WAL, ``synchronous=FULL``)."""
 
-    def __init__(self, path: str | pathlib.Path, *, vfs: str | None = None) -> None:
-        """``vfs``: the name of a registered SQLite VFS (tests inject I/O faults with one)."""
+    def __init__(
+        self,
+        path: str | pathlib.Path,
+        *,
+        vfs: str | None = None,
+        reader_mmap_bytes: int = READER_MMAP_BYTES,
+    ) -> None:
+        """``vfs``: the name of a registered SQLite VFS (tests inject I/O faults with one);
+        ``reader_mmap_bytes``: how much of the file reader connections map (0: none)."""
+        if reader_mmap_bytes < 0:
+            raise ConfigurationError(f"reader_mmap_bytes: got {reader_mmap_bytes}, want >= 0")
         self.path = pathlib.Path(path)
         self._vfs = vfs
+        self._mmap_bytes = reader_mmap_bytes
         self._write_lock = threading.Lock()
         self._readers_lock = threading.Lock()
         self._readers: dict[int, apsw.Connection] = {}
@@ -342,6 +356,7 @@ class SQLiteStore(LedgerStore):
         if slot is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only=ON")
+            conn.execute(f"PRAGMA mmap_size={int(self._mmap_bytes)}").fetchall()
             slot = _ReaderSlot(conn)
             with self._readers_lock:
                 if self._closed:
@@ -430,6 +445,22 @@ class SQLiteStore(LedgerStore):
             return None
         height, position, log_index, envelope = rows[0]
         return TxLocation(height=height, position=position, log_index=log_index), envelope
+
+    def find_tx_leaf(self, tx_id: bytes) -> tuple[TxLocation, bytes, bytes | None] | None:
+        # One statement: the sibling leaf's index is log_index XOR 1, written arithmetically;
+        # a scalar subquery (a LEFT JOIN measured twice as slow on SQLite 3.54).
+        rows = self._rows(
+            "SELECT t.height, t.position, t.log_index, t.envelope, "
+            "(SELECT hash FROM merkle_nodes "
+            "WHERE level = 0 AND idx = t.log_index + 1 - 2 * (t.log_index % 2)) "
+            "FROM txs AS t WHERE t.tx_id = ?",
+            (tx_id,),
+        )
+        if not rows:
+            return None
+        height, position, log_index, envelope, sibling = rows[0]
+        loc = TxLocation(height=height, position=position, log_index=log_index)
+        return loc, envelope, sibling
 
     @staticmethod
     def _existing_tx_ids(conn: apsw.Connection, tx_ids: Sequence[bytes]) -> set[bytes]:

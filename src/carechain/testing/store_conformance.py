@@ -294,6 +294,22 @@ class StoreConformance:
             with pytest.raises(NotFoundError):
                 store.get_merkle_node(level, index)
 
+    def test_find_tx_leaf_adds_the_sibling_leaf(self, store: LedgerStore) -> None:
+        commits = make_chain([3, 2, 0, 4])  # log size 9: leaf 8 has no sibling yet
+        _commit_all(store, commits)
+        for commit in commits:
+            for position, tx_id in enumerate(commit.tx_ids):
+                log_index = commit.first_log_index + position
+                found = store.find_tx_leaf(tx_id)
+                assert found is not None
+                loc, envelope, sibling = found
+                assert (loc, envelope) == store.find_tx_envelope(tx_id)
+                assert loc.log_index == log_index
+                want = node_hash(0, log_index ^ 1) if log_index ^ 1 < 9 else None
+                assert sibling == want
+                assert sibling is None or type(sibling) is bytes
+        assert store.find_tx_leaf(_h("unknown")) is None
+
     def test_checkpoints_newest_and_by_height(self, store: LedgerStore) -> None:
         store.commit_block(make_block_commit(0, 0, 1, checkpoint=b"cp0"))
         store.commit_block(make_block_commit(1, 1, 1, checkpoint=b"cp1\n"))

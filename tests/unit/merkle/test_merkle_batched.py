@@ -18,6 +18,7 @@ from carechain.merkle import (
     CompactTree,
     MemoryNodes,
     consistency_proof_and_roots,
+    inclusion_proof,
     inclusion_proof_and_root,
     leaf_hash,
     verify_consistency,
@@ -116,6 +117,26 @@ def test_find_tx_envelope_matches_find_tx_and_find_envelope(store: SQLiteStore) 
     assert loc is not None
     assert store.find_tx_envelope(tx_id) == (loc, store.find_envelope(loc.log_index))
     assert store.find_tx_envelope(b"\x00" * 32) is None
+
+
+@given(st.integers(0, SIZE - 1))
+@SETTINGS
+def test_a_known_sibling_leaf_is_used_and_not_read(index: int) -> None:
+    """What ``prove_inclusion`` passes (the sibling leaf read with the transaction) gives the
+    reference proof; a wrong known node is used as given (negative control: the proof then
+    fails to verify), so the known value is really the one in the proof."""
+    nodes, leaves = _memory(SIZE), _leaves(SIZE)
+    if index ^ 1 >= SIZE:
+        return
+    known = {(0, index ^ 1): nodes.get_merkle_node(0, index ^ 1)}
+    proof, root = inclusion_proof_and_root(nodes, index, SIZE, known)
+    assert proof == reference_inclusion_proof(leaves, index)
+    assert proof == inclusion_proof(nodes, index, SIZE, known)
+    verify_inclusion(leaf_hash(leaves[index]), index, SIZE, proof, root)
+    wrong = {(0, index ^ 1): bytes(32)}
+    bad, _ = inclusion_proof_and_root(nodes, index, SIZE, wrong)
+    with pytest.raises(ProofError):
+        verify_inclusion(leaf_hash(leaves[index]), index, SIZE, bad, root)
 
 
 class _Corrupting:

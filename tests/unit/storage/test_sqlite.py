@@ -16,7 +16,7 @@ import pytest
 
 from carechain.errors import ConfigurationError, InfrastructureError
 from carechain.storage.abc import BlockCommit, LedgerStore
-from carechain.storage.sqlite import SQLiteStore
+from carechain.storage.sqlite import READER_MMAP_BYTES, SQLiteStore
 from carechain.testing.store_conformance import (
     StoreConformance,
     make_block_commit,
@@ -134,6 +134,40 @@ def test_wal_and_synchronous_full_in_force(store: SQLiteStore, db: pathlib.Path)
     finally:
         other.close()
     assert (db.parent / (db.name + "-wal")).exists()
+
+
+def test_readers_map_the_file_and_the_writer_does_not(
+    store: SQLiteStore, db: pathlib.Path
+) -> None:
+    """ADR 0013: reader connections read through a memory map; 0 turns it off; the writer
+    keeps ordinary I/O; a negative size is refused."""
+    for commit in make_chain([3, 2]):
+        store.commit_block(commit)
+    assert store._rows("PRAGMA mmap_size") == [(READER_MMAP_BYTES,)]
+    assert store._writer.execute("PRAGMA mmap_size").fetchall() == [(0,)]
+    plain = SQLiteStore(db, reader_mmap_bytes=0)
+    try:
+        assert plain._rows("PRAGMA mmap_size") == [(0,)]  # negative control
+        assert plain.find_block(1) == store.find_block(1)
+    finally:
+        plain.close()
+    with pytest.raises(ConfigurationError, match="reader_mmap_bytes"):
+        SQLiteStore(db, reader_mmap_bytes=-1)
+
+
+def test_a_mapped_reader_sees_blocks_committed_after_it_mapped(
+    store: SQLiteStore, db: pathlib.Path
+) -> None:
+    commits = make_chain([2] * 40)
+    store.commit_block(commits[0])
+    assert store.head_height() == 0  # this thread's reader maps the file now
+    for commit in commits[1:]:
+        store.commit_block(commit)
+    size = db.stat().st_size
+    store._writer.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+    assert db.stat().st_size > size  # the file grew past what the reader mapped
+    assert store.head_height() == 39
+    assert store.find_block(39) == commits[39].block
 
 
 def test_integrity_check_ok(store: SQLiteStore) -> None:
