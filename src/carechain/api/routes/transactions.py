@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
@@ -45,7 +46,6 @@ MAX_WAIT_S = 60.0
 SUBMIT_MEDIA_TYPES = ("application/json", "application/x-ndjson")
 _MEDIA_HINT = "send one envelope as application/json or a batch as application/x-ndjson"
 
-T = TypeVar("T")
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 
@@ -98,29 +98,33 @@ def split_envelopes(media_type: str, body: bytes) -> list[bytes]:
     raise StarletteHTTPException(415, _MEDIA_HINT)
 
 
-def _bridge(future: concurrent.futures.Future[T]) -> asyncio.Future[T]:
-    """An asyncio future mirroring ``future``; cancelling it never cancels ``future``.
-
-    (``asyncio.wrap_future`` would propagate a cancellation to the node's commit future,
-    whose later ``set_result`` would then fail in the block producer.)
-    """
+def _all_done(futures: Sequence[concurrent.futures.Future[Any]]) -> asyncio.Future[None]:
+    """An asyncio future that resolves once every one of ``futures`` is done (with a result or
+    an exception): one wake-up of the event loop per request, not one per transaction.
+    Cancelling it cancels none of ``futures`` (the node's commit futures belong to the block
+    producer, whose later ``set_result`` must not fail)."""
     loop = asyncio.get_running_loop()
-    mirror: asyncio.Future[T] = loop.create_future()
+    mirror: asyncio.Future[None] = loop.create_future()
+    left = len(futures)
+    lock = threading.Lock()
 
-    def copy(src: concurrent.futures.Future[T]) -> None:
-        if mirror.done():
-            return
-        exc = src.exception()
-        if exc is not None:
-            mirror.set_exception(exc)
-        else:
-            mirror.set_result(src.result())
+    def settle() -> None:
+        if not mirror.done():
+            mirror.set_result(None)
 
-    def on_done(src: concurrent.futures.Future[T]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(copy, src)
+    def on_done(_: concurrent.futures.Future[Any]) -> None:
+        nonlocal left
+        with lock:
+            left -= 1
+            last = left == 0
+        if last:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(settle)
 
-    future.add_done_callback(on_done)
+    if not futures:
+        settle()
+    for future in futures:
+        future.add_done_callback(on_done)
     return mirror
 
 
@@ -136,14 +140,13 @@ def _receipts(node: Node, done: Sequence[tuple[bytes, int, int]]) -> list[TxResu
 
 
 async def _wait(node: Node, pending: list[PendingTx], timeout: float) -> list[TxResult]:
-    mirrors = [_bridge(p.future) for p in pending]
-    await asyncio.wait(mirrors, timeout=timeout)
-    for m in mirrors:  # a fatal node error fails every future: report it (503)
-        if m.done() and m.exception() is not None:
-            exc = m.exception()
-            assert exc is not None
+    futures = [p.future for p in pending]
+    with contextlib.suppress(TimeoutError):  # what is not committed by then is "pending"
+        await asyncio.wait_for(asyncio.shield(_all_done(futures)), timeout)
+    for f in futures:  # a fatal node error fails every future: report it (503)
+        if f.done() and (exc := f.exception()) is not None:
             raise exc
-    done = [(p.tx.tx_id, *m.result()) for p, m in zip(pending, mirrors, strict=True) if m.done()]
+    done = [(p.tx.tx_id, *p.future.result()) for p in pending if p.future.done()]
     committed = {r.tx_id: r for r in await anyio.to_thread.run_sync(_receipts, node, done)}
     return [committed.get(p.tx.tx_id.hex()) or pending_result(p.tx.tx_id) for p in pending]
 
