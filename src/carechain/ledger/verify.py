@@ -87,6 +87,12 @@ result (one bool per transaction): the node's worker pool checks block ``h``'s s
 this process re-executes block ``h``. The verdict is the same as a :data:`SigRunner`'s."""
 
 
+BlockCheck = Callable[[int, Hash32, int, Sequence[SignedTx]], None]
+"""``check(height, header_hash, first_log_index, txs)`` of a verified block: a caller's own
+checks of what it derived from the block (``node.verify`` checks the store's indexes);
+raises ChainVerificationError."""
+
+
 class DictState:
     """A plain in-memory state, updated block by block during verification."""
 
@@ -219,11 +225,13 @@ def verify_chain(
     sig_runner: SigRunner = sequential_sig_runner,
     sig_submit: SigSubmit | None = None,
     progress: Callable[[int, int], None] | None = None,
+    check_block: BlockCheck | None = None,
 ) -> VerifyReport:
     """Verify ``blocks`` (block 0 first) against ``genesis``; raise ChainVerificationError.
 
     With ``sig_submit``, a block's signatures are checked while it is re-executed (overlap);
     nothing of the block is accepted, and nothing else of it is compared, before they pass.
+    ``check_block`` runs on each block once it verified (block 0 included).
     """
     from carechain.ledger.block import header_hash  # local: keeps the import list short
 
@@ -249,6 +257,8 @@ def verify_chain(
                 raise _fail(0, "signature", "genesis block carries no signature")
             state.apply(genesis.writes)
             prev, prev_hash = genesis.header, genesis.hash
+            if check_block is not None:
+                check_block(0, genesis.hash, 0, ())
             count += 1
             continue
         assert prev is not None
@@ -329,6 +339,8 @@ def verify_chain(
         prev, prev_hash = header, this_hash
         count += 1
         txs_total += len(txs)
+        if check_block is not None:
+            check_block(h, this_hash, header.log_size - len(txs), txs)
         if progress is not None:
             progress(h, len(txs))
     if count == 0:

@@ -8,12 +8,13 @@ After the chain itself verifies, the store's derived copies must agree with the 
 3. ``checkpoint``: the newest stored checkpoint names the recomputed size and root and is
    signed by a registered node key;
 4. ``block_index`` / ``tx_index``: every header hash and every transaction id (the replay
-   index) leads back to its block, position and log index.
+   index) leads back to its block, position and log index (checked block by block during the
+   chain pass, with the ids ``verify_chain`` computed; a failure names its block).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -22,9 +23,8 @@ from carechain.contracts import default_contracts
 from carechain.crypto.signatures import PublicKeyRecord
 from carechain.encoding import b64u_decode
 from carechain.errors import ChainVerificationError, LedgerError
-from carechain.ledger.block import header_hash
 from carechain.ledger.genesis import Genesis
-from carechain.ledger.tx import compute_tx_id
+from carechain.ledger.tx import SignedTx
 from carechain.ledger.verify import VerifyReport, verify_chain
 from carechain.merkle import NoteVerifier, open_checkpoint, root_at
 from carechain.node.sigpool import SignatureVerifier
@@ -73,6 +73,7 @@ def verify_store(
             sig_runner=verifier.verify,
             sig_submit=verifier.verify_async,
             progress=progress,
+            check_block=lambda h, hash_, first, txs: _check_indexes(store, h, hash_, first, txs),
         )
     finally:
         if own:
@@ -109,26 +110,23 @@ def verify_store(
         raise ChainVerificationError(
             f"checkpoint names size {cp.size}, want {size}", height=head, field="checkpoint"
         )
-    _check_indexes(store)  # step 4
     return StoreReport(chain=report, state_keys=len(want))
 
 
-def _check_indexes(store: LedgerStore) -> None:
-    """Step 4 (after verify_chain accepted every envelope, so the bodies decode)."""
-    log_index = 0
-    for block in store.iter_blocks():
-        h = block.height
-        if store.find_height_by_hash(header_hash(block.header)) != h:
+def _check_indexes(
+    store: LedgerStore, h: int, hash_: bytes, first: int, txs: Sequence[SignedTx]
+) -> None:
+    """Step 4, block by block as ``verify_chain`` accepts them (the transaction ids are the
+    ones it computed from the envelopes)."""
+    if store.find_height_by_hash(hash_) != h:
+        raise ChainVerificationError(
+            "the stored header hash does not lead to this block", height=h, field="block_index"
+        )
+    for position, tx in enumerate(txs):
+        want = TxLocation(height=h, position=position, log_index=first + position)
+        if store.find_tx(tx.tx_id) != want:
             raise ChainVerificationError(
-                "the stored header hash does not lead to this block", height=h, field="block_index"
+                f"transaction {tx.tx_id.hex()} is not indexed at {want}",
+                height=h,
+                field="tx_index",
             )
-        for position, raw in enumerate(block.envelopes):
-            tx_id = compute_tx_id(b64u_decode(orjson.loads(raw)["body"]))
-            want = TxLocation(height=h, position=position, log_index=log_index)
-            if store.find_tx(tx_id) != want:
-                raise ChainVerificationError(
-                    f"transaction {tx_id.hex()} is not indexed at {want}",
-                    height=h,
-                    field="tx_index",
-                )
-            log_index += 1
