@@ -38,7 +38,7 @@ from carechain.errors import (
     ValidationError,
     VerificationError,
 )
-from carechain.ledger.tx import SignedTx
+from carechain.ledger.tx import SignedTx, parse_envelope
 from carechain.merkle import (
     Checkpoint,
     NoteVerifier,
@@ -47,6 +47,7 @@ from carechain.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from carechain.merkle.rfc6962 import reference_inclusion_proof, reference_root
 from carechain.node.chaindir import new_tx
 from carechain.node.node import Node
 
@@ -132,6 +133,42 @@ def test_inclusion_proof_verifies_against_signed_checkpoint(
             )
         with pytest.raises(ProofError):
             verify_inclusion(leaf, (proof["leaf_index"] + 1) % cp.size, cp.size, path, cp.root)
+
+
+def test_every_leaf_at_every_size_equals_the_rfc_reference(
+    client: TestClient, demo_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every committed leaf proven in every tree that holds it equals the RFC 9162 reference
+    proof and root over the stored envelopes. This includes an even leaf proven in the tree
+    that ends at it while the store already holds its right sibling: the sibling leaf read
+    with the transaction's row (``find_tx_leaf``) must not enter that proof."""
+    for _ in range(3):
+        register_patient(client, demo_node)
+    store = demo_node.store
+    n = store.log_size()
+    envelopes = [store.find_envelope(i) for i in range(n)]
+    assert all(e is not None for e in envelopes)
+    leaves = [e for e in envelopes if e is not None]
+    tx_ids = [parse_envelope(e).tx_id.hex() for e in leaves]
+    assert any(i % 2 == 0 and i + 1 < n for i in range(n))  # such a leaf exists
+    for size in range(1, n + 1):
+        root = reference_root(leaves[:size]).hex()
+        for i in range(size):
+            got = client.get("/v1/proofs/inclusion", params={"tx": tx_ids[i], "size": size})
+            assert got.status_code == 200, got.text
+            p = got.json()
+            assert (p["leaf_index"], p["tree_size"], p["root"]) == (i, size, root)
+            assert hexes(p["proof"]) == reference_inclusion_proof(leaves[:size], i)
+    # negative control: a wrong sibling from the row read shows in the proof
+    real = store.find_tx_leaf
+
+    def wrong_sibling(tx_id: bytes) -> Any:
+        found = real(tx_id)
+        return None if found is None else (found[0], found[1], bytes(32))
+
+    monkeypatch.setattr(store, "find_tx_leaf", wrong_sibling)
+    got = client.get("/v1/proofs/inclusion", params={"tx": tx_ids[0], "size": n}).json()
+    assert hexes(got["proof"]) != reference_inclusion_proof(leaves, 0)
 
 
 def test_inclusion_in_an_older_tree_and_default_size(client: TestClient, demo_node: Node) -> None:

@@ -1,6 +1,8 @@
 """Verify a stored chain end to end: ``ledger.verify_chain`` plus the store's derived data.
 
-After the chain itself verifies, the store's derived copies must agree with the recomputation:
+The store's derived copies must agree with the recomputation: step 4 block by block during
+the chain pass (a failure there names its block, before any later block is checked), steps
+1-3 once the whole chain verified:
 
 1. ``state``: every stored key/value equals the recomputed state (no extra, missing or
    changed key);

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pathlib
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -49,10 +50,11 @@ MIN_SQLITE_VERSION = (3, 51, 3)
 _BUSY_TIMEOUT_MS = 10_000
 _BLOCK_PAGE = 32  # blocks fetched per statement pair by iter_blocks
 _IN_CHUNK = 500  # ids per IN (...) list
-READER_MMAP_BYTES = 1 << 30
+READER_MMAP_BYTES = (1 << 30) if sys.maxsize > 2**32 else 0
 """Default bytes of the ledger file that reader connections map into memory (SQLite
 ``mmap_size``; ADR 0013): a read is a memory access, not a ``pread`` system call and a copy
-into the connection's 2 MB page cache. The writer keeps ordinary I/O."""
+into the connection's 2 MB page cache. The writer keeps ordinary I/O. 0 on a 32-bit
+interpreter (a 1 GiB reservation per reader thread could exhaust its address space)."""
 _MERKLE_CACHE_BYTES = 32 * 1024 * 1024
 """Upper Merkle levels held for proofs (storage/merkle_cache.py): levels 1 and up of a
 log of a million leaves; larger logs hold fewer levels."""
@@ -276,9 +278,15 @@ class SQLiteStore(LedgerStore):
                 f"current SQLite (pip install 'apsw>={wanted}')."
             )
 
-    def _connect(self) -> apsw.Connection:
+    def _connect(self, mmap_bytes: int = 0) -> apsw.Connection:
+        """A connection to the ledger file; only reader connections pass ``mmap_bytes``."""
         conn = apsw.Connection(str(self.path), vfs=self._vfs)
-        conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+        try:
+            conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+            conn.execute(f"PRAGMA mmap_size={int(mmap_bytes)}").fetchall()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @staticmethod
@@ -313,9 +321,17 @@ class SQLiteStore(LedgerStore):
                 f"{self.path}: foreign_keys is off, want on. Fix: use an SQLite built with "
                 f"foreign key support (do not define SQLITE_OMIT_FOREIGN_KEY)."
             )
+        auto_vacuum = int(_fetch(self._writer, "PRAGMA auto_vacuum")[0][0])
+        if auto_vacuum != 0:
+            raise ConfigurationError(
+                f"{self.path}: auto_vacuum is {auto_vacuum}, want 0 (NONE): a file that shrinks "
+                f"under the readers' memory maps stops the node (ADR 0013). Fix: with the node "
+                f"stopped, run `PRAGMA auto_vacuum=NONE; VACUUM;` on this file (sqlite3)."
+            )
 
     def check_safe_settings(self) -> bool:
-        """Re-read the SQLite version, journal mode, synchronous and foreign_keys: all safe?"""
+        """Re-read the SQLite version, journal mode, synchronous, foreign_keys and auto_vacuum:
+        all safe?"""
         with self._write_lock:
             self._check_open()
             try:
@@ -354,9 +370,12 @@ class SQLiteStore(LedgerStore):
     def _reader(self) -> apsw.Connection:
         slot: _ReaderSlot | None = getattr(self._local, "slot", None)
         if slot is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=ON")
-            conn.execute(f"PRAGMA mmap_size={int(self._mmap_bytes)}").fetchall()
+            conn = self._connect(self._mmap_bytes)
+            try:
+                conn.execute("PRAGMA query_only=ON")
+            except BaseException:
+                conn.close()
+                raise
             slot = _ReaderSlot(conn)
             with self._readers_lock:
                 if self._closed:
@@ -447,12 +466,12 @@ class SQLiteStore(LedgerStore):
         return TxLocation(height=height, position=position, log_index=log_index), envelope
 
     def find_tx_leaf(self, tx_id: bytes) -> tuple[TxLocation, bytes, bytes | None] | None:
-        # One statement: the sibling leaf's index is log_index XOR 1, written arithmetically;
+        # One statement: the sibling leaf's index is log_index XOR 1 ((i | 1) - (i & 1));
         # a scalar subquery (a LEFT JOIN measured twice as slow on SQLite 3.54).
         rows = self._rows(
             "SELECT t.height, t.position, t.log_index, t.envelope, "
             "(SELECT hash FROM merkle_nodes "
-            "WHERE level = 0 AND idx = t.log_index + 1 - 2 * (t.log_index % 2)) "
+            "WHERE level = 0 AND idx = (t.log_index | 1) - (t.log_index & 1)) "
             "FROM txs AS t WHERE t.tx_id = ?",
             (tx_id,),
         )

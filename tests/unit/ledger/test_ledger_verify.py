@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 
 from carechain.contracts import default_contracts
+from carechain.contracts.identity import patient_account_id
 from carechain.crypto.signatures import PrivateKey, generate_key
 from carechain.encoding import b64u_encode, canonical_bytes
 from carechain.errors import ChainVerificationError
 from carechain.ledger.block import Seal, header_hash, parse_header, sign_header
 from carechain.ledger.genesis import Genesis, load_genesis
+from carechain.ledger.tx import parse_envelope
 from carechain.ledger.verify import verify_chain
 from carechain.merkle import root_at
-from carechain.node.chaindir import InitResult, load_node_key, new_tx, read_genesis
+from carechain.node.chaindir import InitResult, load_node_key, new_tx, open_node, read_genesis
 from carechain.node.node import Node, now_ms
 from carechain.node.verify import verify_store
 from carechain.storage import StoredBlock
@@ -142,6 +144,59 @@ def test_a_seal_by_an_unregistered_key_is_rejected(
     # and an unsigned block
     err = _verify(genesis, [blocks[0], dataclasses.replace(b, signature=b"")])
     assert (err.height, err.field) == (1, "signature")
+
+
+def _blocks_after_one_more(root: Path) -> list[StoredBlock]:
+    """The chain's blocks after a node committed one more (a patient registration)."""
+    node = open_node(root)
+    try:
+        key = generate_key()
+        tx = new_tx(
+            node,
+            "identity.register_patient@1",
+            patient_account_id(key.kid),
+            {"keys": [_pub(key)]},
+            [key],
+        )
+        node.submit_and_wait([tx.raw])
+        return list(node.store.iter_blocks())
+    finally:
+        node.stop()
+        node.store.close()
+
+
+def test_check_block_sees_each_verified_block_and_never_a_failed_one(
+    genesis: Genesis, demo_chain: InitResult
+) -> None:
+    """The hook ``node.verify`` checks the store's indexes with: block 0 with no
+    transactions, then each block with its header hash, first log index and parsed
+    transactions, once the block verified."""
+    seen: list[tuple[int, bytes, int, list[bytes]]] = []
+
+    def hook(h: int, hash_: bytes, first: int, txs: object) -> None:
+        seen.append((h, hash_, first, [t.tx_id for t in txs]))  # type: ignore[attr-defined]
+
+    blocks = _blocks_after_one_more(demo_chain.paths.root)
+    assert len(blocks) == 3
+    extra = blocks[2]
+    verify_chain(genesis, iter(blocks), default_contracts(), check_block=hook)
+    want_ids = [[parse_envelope(e).tx_id for e in b.envelopes] for b in (blocks[1], extra)]
+    assert seen == [
+        (0, genesis.hash, 0, []),
+        (1, header_hash(blocks[1].header), 0, want_ids[0]),
+        (2, header_hash(extra.header), 6, want_ids[1]),
+    ]
+    seen.clear()  # negative control: a block that fails its checks never reaches the hook
+    receipts = list(blocks[1].receipts)
+    receipts[0] = receipts[0].replace(b'"status":"ok"', b'"status":"no"')
+    with pytest.raises(ChainVerificationError):
+        verify_chain(
+            genesis,
+            iter([blocks[0], dataclasses.replace(blocks[1], receipts=tuple(receipts))]),
+            default_contracts(),
+            check_block=hook,
+        )
+    assert [h for h, *_ in seen] == [0]
 
 
 def _pub(key: PrivateKey) -> dict[str, str]:

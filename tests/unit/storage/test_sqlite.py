@@ -145,6 +145,11 @@ def test_readers_map_the_file_and_the_writer_does_not(
         store.commit_block(commit)
     assert store._rows("PRAGMA mmap_size") == [(READER_MMAP_BYTES,)]
     assert store._writer.execute("PRAGMA mmap_size").fetchall() == [(0,)]
+    checkpointer = store._connect()  # what the checkpointer thread opens
+    try:
+        assert checkpointer.execute("PRAGMA mmap_size").fetchall() == [(0,)]
+    finally:
+        checkpointer.close()
     plain = SQLiteStore(db, reader_mmap_bytes=0)
     try:
         assert plain._rows("PRAGMA mmap_size") == [(0,)]  # negative control
@@ -153,6 +158,17 @@ def test_readers_map_the_file_and_the_writer_does_not(
         plain.close()
     with pytest.raises(ConfigurationError, match="reader_mmap_bytes"):
         SQLiteStore(db, reader_mmap_bytes=-1)
+
+
+def test_refuses_a_file_with_auto_vacuum(db: pathlib.Path) -> None:
+    """A file that could shrink under the readers' maps is refused (ADR 0013)."""
+    conn = apsw.Connection(str(db))
+    conn.execute("PRAGMA auto_vacuum=FULL; CREATE TABLE t(x)")
+    conn.close()
+    with pytest.raises(ConfigurationError, match="auto_vacuum is 1"):
+        SQLiteStore(db)
+    other = db.parent / "other.db"  # negative control: a new file opens
+    SQLiteStore(other).close()
 
 
 def test_a_mapped_reader_sees_blocks_committed_after_it_mapped(

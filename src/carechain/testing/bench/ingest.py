@@ -49,11 +49,12 @@ def latency_summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def rss_mb() -> float:
-    """Resident set size of this process, MB (Linux ``/proc``)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident set size of this process, MB (Linux ``/proc``); ``field="RssAnon"``: its
+    anonymous part (what the process allocated, without mapped file pages: ADR 0013)."""
     with open("/proc/self/status", encoding="ascii") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0  # pragma: no cover - not Linux
 
@@ -237,6 +238,7 @@ class RssWatch:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.samples: list[tuple[int, float]] = []
+        self.anon: list[float] = []
         self.log0 = node.head.header.log_size
         self.rss0 = rss_mb()
         self.t0 = time.perf_counter()
@@ -247,6 +249,7 @@ class RssWatch:
     def _run(self) -> None:
         while not self._stop.wait(0.25):
             self.samples.append((self.node.head.header.log_size - self.log0, rss_mb()))
+            self.anon.append(rss_mb("RssAnon"))
 
     def summary(self) -> dict[str, Any]:
         """Stop sampling; peak and RSS at 10/25/50/75/100 % of the committed transactions."""
@@ -263,6 +266,7 @@ class RssWatch:
             "seconds": round(time.perf_counter() - self.t0, 3),
             "rss_start_mb": round(self.rss0, 1),
             "rss_peak_mb": round(peak, 1),
+            "rss_anon_peak_mb": round(max(self.anon, default=rss_mb("RssAnon")), 1),
             **marks,
             "rss_samples": len(self.samples),
             "rss_median_mb": round(statistics.median([r for _, r in self.samples]), 1)

@@ -118,8 +118,8 @@ def proofs_workload(
     build_log(workdir / "proofs.sqlite", size).close()
     build_s = time.perf_counter() - t0
     store = SQLiteStore(workdir / "proofs.sqlite")  # a node opening its ledger
-    node = cast(Node, _StoreOnly.of(store))
     try:
+        node = cast(Node, _StoreOnly.of(store))
         leaves = rng.sample(range(size), 2 * inclusions)
         ids = [hashlib.sha256(_envelope(i)).digest() for i in leaves]
         first, fresh = ids[:inclusions], ids[inclusions:]
