@@ -116,9 +116,9 @@ class LedgerStore(ABC):
 
     def find_tx_leaf(self, tx_id: bytes) -> tuple[TxLocation, bytes, bytes | None] | None:
         """:meth:`find_tx_envelope` plus the hash of the leaf beside it (Merkle node
-        ``(0, log_index ^ 1)``, the first element of its inclusion proofs), None when that
-        leaf is not in the log yet: what an inclusion proof reads, in one read where the
-        store can."""
+        ``(0, log_index ^ 1)``, the first element of its inclusion proof in any tree that
+        holds both), None when that leaf is not in the log yet: what an inclusion proof
+        reads, in one read where the store can."""
         found = self.find_tx_envelope(tx_id)
         if found is None:
             return None
