@@ -16,6 +16,7 @@ the chain pass (a failure there names its block, before any later block is check
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -75,7 +76,7 @@ def verify_store(
             sig_runner=verifier.verify,
             sig_submit=verifier.verify_async,
             progress=progress,
-            check_block=lambda h, hash_, first, txs: _check_indexes(store, h, hash_, first, txs),
+            check_block=functools.partial(_check_indexes, store),
         )
     finally:
         if own:

@@ -278,12 +278,16 @@ class SQLiteStore(LedgerStore):
                 f"current SQLite (pip install 'apsw>={wanted}')."
             )
 
-    def _connect(self, mmap_bytes: int = 0) -> apsw.Connection:
-        """A connection to the ledger file; only reader connections pass ``mmap_bytes``."""
+    def _connect(self, *, reader: bool = False) -> apsw.Connection:
+        """A connection to the ledger file; a ``reader`` is query-only and maps the file
+        (``reader_mmap_bytes``), the others map nothing."""
         conn = apsw.Connection(str(self.path), vfs=self._vfs)
         try:
             conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+            mmap_bytes = self._mmap_bytes if reader else 0
             conn.execute(f"PRAGMA mmap_size={int(mmap_bytes)}").fetchall()
+            if reader:
+                conn.execute("PRAGMA query_only=ON")
         except BaseException:
             conn.close()
             raise
@@ -370,12 +374,7 @@ class SQLiteStore(LedgerStore):
     def _reader(self) -> apsw.Connection:
         slot: _ReaderSlot | None = getattr(self._local, "slot", None)
         if slot is None:
-            conn = self._connect(self._mmap_bytes)
-            try:
-                conn.execute("PRAGMA query_only=ON")
-            except BaseException:
-                conn.close()
-                raise
+            conn = self._connect(reader=True)
             slot = _ReaderSlot(conn)
             with self._readers_lock:
                 if self._closed:

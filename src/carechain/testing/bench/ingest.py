@@ -49,14 +49,17 @@ def latency_summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def rss_mb(field: str = "VmRSS") -> float:
-    """Resident set size of this process, MB (Linux ``/proc``); ``field="RssAnon"``: its
-    anonymous part (what the process allocated, without mapped file pages: ADR 0013)."""
+def rss_pair() -> tuple[float, float]:
+    """``(VmRSS, RssAnon)`` of this process in MB, from one read of ``/proc/self/status``:
+    all resident pages, and the anonymous part (what the process allocated, without mapped
+    file pages: ADR 0013)."""
+    found = {"VmRSS": 0.0, "RssAnon": 0.0}
     with open("/proc/self/status", encoding="ascii") as f:
         for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0  # pragma: no cover - not Linux
+            name = line.split(":", 1)[0]
+            if name in found:
+                found[name] = int(line.split()[1]) / 1024
+    return found["VmRSS"], found["RssAnon"]
 
 
 @dataclass(slots=True)
@@ -237,10 +240,10 @@ class RssWatch:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.samples: list[tuple[int, float]] = []
-        self.anon: list[float] = []
+        self.samples: list[tuple[int, float, float]] = []
+        """``(committed, VmRSS MB, RssAnon MB)`` every 0.25 s."""
         self.log0 = node.head.header.log_size
-        self.rss0 = rss_mb()
+        self.rss0 = rss_pair()[0]
         self.t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
@@ -248,28 +251,29 @@ class RssWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
-            self.samples.append((self.node.head.header.log_size - self.log0, rss_mb()))
-            self.anon.append(rss_mb("RssAnon"))
+            self.samples.append((self.node.head.header.log_size - self.log0, *rss_pair()))
 
     def summary(self) -> dict[str, Any]:
         """Stop sampling; peak and RSS at 10/25/50/75/100 % of the committed transactions."""
         self._stop.set()
         self._thread.join()
         committed = self.node.head.header.log_size - self.log0
-        peak = max((r for _, r in self.samples), default=rss_mb())
+        now = rss_pair()
+        peak = max((r for _, r, _ in self.samples), default=now[0])
+        anon_peak = max((a for _, _, a in self.samples), default=now[1])
         marks = {}
         for frac in (0.1, 0.25, 0.5, 0.75, 1.0):
-            at = [r for n, r in self.samples if n <= frac * committed]
+            at = [r for n, r, _ in self.samples if n <= frac * committed]
             marks[f"rss_at_{int(frac * 100)}pct_mb"] = round(at[-1] if at else self.rss0, 1)
         return {
             "committed": committed,
             "seconds": round(time.perf_counter() - self.t0, 3),
             "rss_start_mb": round(self.rss0, 1),
             "rss_peak_mb": round(peak, 1),
-            "rss_anon_peak_mb": round(max(self.anon, default=rss_mb("RssAnon")), 1),
+            "rss_anon_peak_mb": round(anon_peak, 1),
             **marks,
             "rss_samples": len(self.samples),
-            "rss_median_mb": round(statistics.median([r for _, r in self.samples]), 1)
+            "rss_median_mb": round(statistics.median([r for _, r, _ in self.samples]), 1)
             if self.samples
             else 0.0,
         }
