@@ -121,7 +121,6 @@ class EtcdOrderer(Orderer):
         self._lock = threading.Lock()
         self._last_compact = 0
         self._compact_mark = 0
-        self._checked_from: int | None = None
         self._closed = False
         self.peers: list[str] = list(peers)
         """API URLs of other nodes, to catch up from when history was compacted."""
@@ -201,8 +200,8 @@ class EtcdOrderer(Orderer):
         return int(kvs[0]["create_revision"])
 
     def read(self, after: int, *, limit: int = 64, timeout: float = 0.0) -> list[OrderedBatch]:
-        """Batches with position > ``after`` by create revision; waits on a watch."""
-        self._check_not_compacted(after)
+        """Batches with position > ``after`` by create revision; waits on a watch. Raises
+        ``history_compacted`` when batches after ``after`` were deleted."""
         batches, revision = self._range_batches(after, limit)
         if batches or timeout <= 0:
             return batches
@@ -211,20 +210,40 @@ class EtcdOrderer(Orderer):
         return batches
 
     def _range_batches(self, after: int, limit: int) -> tuple[list[OrderedBatch], int]:
+        """The batches after ``after`` and the compaction boundary, in one transaction (one
+        snapshot): compaction records its boundary before it deletes, so a snapshot whose
+        boundary is not past ``after`` holds every batch after it; otherwise a batch may be
+        missing, and the read fails (``history_compacted``) instead of skipping it. Checked
+        on every read: a node another member does not count yet (one admitted later) can be
+        compacted past while it reads."""
         prefix = self.prefix + b"b/"
+        batches = {
+            "key": _b64(prefix),
+            "range_end": _b64(_prefix_end(prefix)),
+            "min_create_revision": str(after + 1),
+            "sort_target": "CREATE",
+            "sort_order": "ASCEND",
+            "limit": str(limit),
+        }
         data = self.call(
-            "/v3/kv/range",
+            "/v3/kv/txn",
             {
-                "key": _b64(prefix),
-                "range_end": _b64(_prefix_end(prefix)),
-                "min_create_revision": str(after + 1),
-                "sort_target": "CREATE",
-                "sort_order": "ASCEND",
-                "limit": str(limit),
+                "success": [
+                    {"request_range": batches},
+                    {"request_range": {"key": _b64(self._key("compacted"))}},
+                ]
             },
         )
+        found, boundary = (r["response_range"] for r in data["responses"])
+        upto = int(_unb64(boundary["kvs"][0]["value"])) if boundary.get("kvs") else 0
+        if after < upto:
+            raise UnavailableError(
+                f"batches up to position {upto} were compacted away; this node applied only "
+                f"up to {after}: catch up from a peer's blocks",
+                code="history_compacted",
+            )
         out = []
-        for kv in data.get("kvs", []):
+        for kv in found.get("kvs", []):
             ts, payload = decode_value(_unb64(kv.get("value", "")))
             out.append(
                 OrderedBatch(position=int(kv["create_revision"]), timestamp=ts, payload=payload)
@@ -285,20 +304,6 @@ class EtcdOrderer(Orderer):
         data = self.call("/v3/kv/range", {"key": _b64(self._key("compacted"))})
         kvs = data.get("kvs", [])
         return int(_unb64(kvs[0]["value"])) if kvs else 0
-
-    def _check_not_compacted(self, after: int) -> None:
-        """Once per reading run: compaction never passes a member's published position, so
-        a reader that started above the boundary stays above it."""
-        if self._checked_from is not None and after >= self._checked_from:
-            return
-        upto = self.compacted_upto()
-        if after < upto:
-            raise UnavailableError(
-                f"batches up to position {upto} were compacted away; this node applied only "
-                f"up to {after}: catch up from a peer's blocks",
-                code="history_compacted",
-            )
-        self._checked_from = after
 
     def forget(self, upto: int) -> None:
         """Publish ``upto`` as applied; every ``COMPACT_EVERY`` positions try to compact."""

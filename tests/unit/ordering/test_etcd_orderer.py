@@ -102,6 +102,30 @@ def test_compaction_waits_for_every_member_and_then_refuses_old_readers(
         peer.close()
 
 
+def test_a_reader_compacted_past_after_it_started_reading_is_refused_not_skipped(
+    orderer: EtcdOrderer, etcd: EtcdCluster
+) -> None:
+    """A node the members do not count yet (an organisation admitted later) reads from its
+    head; the members compact past that head meanwhile. Its next read must say
+    ``history_compacted`` (it then catches up from peers), never return the batches after the
+    deleted ones: that silently skipped a block and the node diverged (CI, test_consortium_join)."""
+    orderer.members = 1
+    positions = [orderer.submit(b"z%d" % i) for i in range(4)]
+    chain = orderer.prefix.decode().split("/")[2]
+    late = EtcdOrderer(etcd.endpoints, chain=chain, node="late")
+    try:
+        assert [b.position for b in late.read(positions[0], limit=1)] == [positions[1]]
+        orderer.publish_applied(positions[2])
+        assert orderer.compact() == positions[2]  # batches 1 and 2 deleted
+        with pytest.raises(UnavailableError) as info:
+            late.read(positions[0])
+        assert info.value.code == "history_compacted"
+        # negative control: reading from the boundary on is complete and allowed
+        assert [b.position for b in late.read(positions[2])] == [positions[3]]
+    finally:
+        late.close()
+
+
 def test_cosignature_board(orderer: EtcdOrderer) -> None:
     orderer.put_cosignature(7, b"note-1")
     assert orderer.cosignatures(7) == {"n1": b"note-1"}
